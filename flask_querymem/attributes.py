@@ -1,0 +1,103 @@
+"""Attribute-read tracking: the one module that touches SQLAlchemy instrumentation.
+
+SQLAlchemy has no "attribute read" event. Each mapped attribute is an
+``InstrumentedAttribute`` descriptor whose ``__get__`` is pure Python, so we
+give the descriptors of a class a tracking subclass *once* (assigning
+``__class__``: the subclass adds no slots, so the layout is identical) and keep
+it; whether a read is recorded is decided per context by the active profile.
+Swapping classes per request would race between threads, and
+``__getattribute__`` or ``sys.setprofile`` hooks cost several times more.
+
+``restore_all()`` undoes every swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import typing as t
+import weakref
+
+from sqlalchemy.orm.attributes import InstrumentedAttribute, instance_dict, instance_state
+
+logger = logging.getLogger("flask_querymem")
+
+# Set by tracking.install(): called as sink(attr, instance, code) while at least
+# one profile tracks reads. Module globals are the cheapest check on the hot path.
+_read_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
+_write_sink: t.Callable[[t.Any, t.Any], None] | None = None
+_getframe = sys._getframe
+
+
+class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
+    """An ``InstrumentedAttribute`` that reports reads and writes to the active profile."""
+
+    __slots__ = ()
+    inherit_cache = True
+
+    def __get__(self, instance: t.Any, owner: t.Any) -> t.Any:
+        if instance is None:
+            return self
+        sink = _read_sink
+        if sink is not None:
+            sink(self, instance, _getframe(1).f_code)
+        # Same fast path as InstrumentedAttribute.__get__ (SQLAlchemy 2.0/2.1):
+        # a populated value is returned from the instance dict directly.
+        dict_ = instance_dict(instance)
+        if self.impl.supports_population and self.key in dict_:
+            return dict_[self.key]
+        return InstrumentedAttribute.__get__(self, instance, owner)
+
+    def __set__(self, instance: t.Any, value: t.Any) -> None:
+        sink = _write_sink
+        if sink is not None:
+            sink(self, instance)
+        self.impl.set(instance_state(instance), instance_dict(instance), value, None)
+
+
+_lock = threading.Lock()
+# class managers whose descriptors we re-classed, so restore_all() can undo them
+_instrumented_managers: weakref.WeakSet[t.Any] = weakref.WeakSet()
+
+
+def instrument_manager(manager: t.Any) -> None:
+    """Give every plain ``InstrumentedAttribute`` of a mapped class the tracking subclass.
+
+    ``manager`` is the class's ``ClassManager`` (``sqlalchemy.orm.instrumentation``,
+    a dict of key -> InstrumentedAttribute; reachable publicly as
+    ``inspect(cls).class_manager``).
+    """
+    if manager in _instrumented_managers:
+        return
+    with _lock:
+        if manager in _instrumented_managers:
+            return
+        for attr in list(manager.values()):
+            # Only the exact base class: a user's own subclass keeps its behaviour.
+            if type(attr) is InstrumentedAttribute:
+                try:
+                    attr.__class__ = TrackedAttribute
+                except TypeError:  # pragma: no cover - layout differs in a future SQLAlchemy
+                    logger.debug("flask-querymem: cannot track %r", attr)
+        _instrumented_managers.add(manager)
+
+
+def restore_all() -> None:
+    """Undo every class swap (descriptors become plain InstrumentedAttribute again)."""
+    with _lock:
+        for manager in list(_instrumented_managers):
+            for attr in list(manager.values()):
+                if type(attr) is TrackedAttribute:
+                    attr.__class__ = InstrumentedAttribute
+        _instrumented_managers.clear()
+
+
+def instrumented_count() -> int:
+    """How many mapped classes currently carry tracking descriptors."""
+    return len(_instrumented_managers)
+
+
+def set_sinks(read: t.Callable[[t.Any, t.Any, t.Any], None] | None, write: t.Callable[[t.Any, t.Any], None] | None) -> None:
+    global _read_sink, _write_sink
+    _read_sink, _write_sink = read, write

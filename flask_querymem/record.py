@@ -1,0 +1,95 @@
+"""Plain records of what happened during one profile.
+
+Filled by the listeners in ``tracking.py`` and ``attributes.py``; read once by
+``analysis.py``. They hold classes and code objects, never the user's ORM
+instances, and grow with the number of distinct queries and attributes, not
+with the number of rows loaded (instances are counted and a spread sample is
+sized as it loads).
+"""
+
+from __future__ import annotations
+
+import itertools
+import typing as t
+from dataclasses import dataclass, field
+from types import CodeType
+
+from .memory import InstanceSize
+
+_serials = itertools.count(1)
+
+#: Samples kept per (query, class): a spread sample is enough for a mean.
+MAX_SAMPLES = 400
+#: The first instances of a class have larger ``__dict__``s (CPython key sharing
+#: settles after a few); skip them once later ones are available.
+WARMUP_INSTANCES = 20
+
+
+@dataclass
+class EntityRecord:
+    """Instances of one class loaded by one query."""
+
+    cls: type
+    column_keys: tuple[str, ...] = ()
+    count: int = 0
+    refreshed: int = 0
+    next_sample: int = 1
+    columns_loaded: set[str] = field(default_factory=set)
+    samples: list[InstanceSize] = field(default_factory=list)
+    warmup_samples: list[InstanceSize] = field(default_factory=list)
+
+    def wants_sample(self) -> bool:
+        return self.count >= self.next_sample
+
+    def add_sample(self, size: InstanceSize) -> None:
+        if self.count <= WARMUP_INSTANCES:
+            self.warmup_samples.append(size)
+        elif len(self.samples) < MAX_SAMPLES:
+            self.samples.append(size)
+        # Geometric-ish spacing: dense at first, ~32 samples per doubling after.
+        self.next_sample = self.count + max(1, self.count // 32)
+
+    def usable_samples(self) -> list[InstanceSize]:
+        return self.samples or self.warmup_samples
+
+
+@dataclass
+class QueryRecord:
+    index: int
+    kind: str
+    location: dict[str, t.Any] | None
+    style: str = "core"  # "query" (legacy Query), "select" (2.0 style), "core"
+    shape: str = "none"  # "entity" (one full entity), "multi", "columns", "none"
+    sql: str = ""
+    statements: int = 0
+    duration_ms: float = 0.0
+    parent_index: int | None = None  # for lazy/relationship loads: nothing yet
+    entities: dict[type, EntityRecord] = field(default_factory=dict)
+    # (class, attribute key, code object of the reading frame)
+    reads: set[tuple[type, str, CodeType | None]] = field(default_factory=set)
+    writes: set[tuple[type, str]] = field(default_factory=set)
+
+    def entity(self, cls: type) -> EntityRecord:
+        ent = self.entities.get(cls)
+        if ent is None:
+            ent = self.entities[cls] = EntityRecord(cls)
+        return ent
+
+
+@dataclass
+class ProfileRecord:
+    """Everything captured by one active profile."""
+
+    track_reads: bool = True
+    ignore_modules: tuple[str, ...] = ()
+    serial: int = field(default_factory=lambda: next(_serials))
+    queries: list[QueryRecord] = field(default_factory=list)
+    # QueryContext.runid -> query whose loads carry it (None: not ours)
+    by_runid: dict[int, QueryRecord | None] = field(default_factory=dict)
+    cursor_starts: dict[int, tuple[QueryRecord, float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def new_query(self, kind: str, location: dict[str, t.Any] | None) -> QueryRecord:
+        q = QueryRecord(index=len(self.queries), kind=kind, location=location)
+        self.queries.append(q)
+        return q

@@ -1,0 +1,1 @@
+"""Renderers: ``render(report) -> str``. They read the Report only, never SQLAlchemy."""
