@@ -48,7 +48,16 @@ def _functions_of(value: t.Any) -> t.Iterator[t.Any]:
     and hybrid accessors, cached properties."""
     if hasattr(value, "__code__"):
         yield value
-    for name in ("__func__", "fget", "fset", "fdel", "func", "expr", "custom_comparator", "update_expr"):
+    for name in (
+        "__func__",
+        "fget",
+        "fset",
+        "fdel",
+        "func",
+        "expr",
+        "custom_comparator",
+        "update_expr",
+    ):
         inner = getattr(value, name, None) if not isinstance(value, type) else None
         if inner is not None and hasattr(inner, "__code__"):
             yield inner
@@ -108,7 +117,9 @@ class _Usage:
         self.internal = False
 
 
-def _usage(q: QueryRecord, cls: type, info: _ClassInfo, extra_reads: t.Iterable[tuple[type, str, t.Any]]) -> _Usage:
+def _usage(
+    q: QueryRecord, cls: type, info: _ClassInfo, extra_reads: t.Iterable[tuple[type, str, t.Any]]
+) -> _Usage:
     u = _Usage()
     cols = set(info.column_keys)
     for rcls, key, code in [*q.reads, *extra_reads]:
@@ -148,8 +159,14 @@ def _attr_list(name: str, keys: t.Iterable[str]) -> list[str]:
     return [f"{name}.{k}" for k in keys]
 
 
-def _suggest(q: QueryRecord, infos: dict[type, _ClassInfo], usages: dict[type, _Usage]) -> tuple[Suggestion | None, str | None]:
-    if q.kind != "select" or q.style not in ("query", "select") or q.shape not in ("entity", "multi"):
+def _suggest(
+    q: QueryRecord, infos: dict[type, _ClassInfo], usages: dict[type, _Usage]
+) -> tuple[Suggestion | None, str | None]:
+    if (
+        q.kind != "select"
+        or q.style not in ("query", "select")
+        or q.shape not in ("entity", "multi")
+    ):
         return None, None
     loaded = [e for e in q.entities.values() if e.count > 0]
     if len(loaded) != 1 or len(q.entities) != 1:
@@ -163,7 +180,9 @@ def _suggest(q: QueryRecord, infos: dict[type, _ClassInfo], usages: dict[type, _
     loaded_cols = ent.columns_loaded
     per_instance, per_value = _entity_bytes(ent)
     current = per_instance * ent.count
-    needs_instances = q.shape != "entity" or use.internal or use.written or use.relationships or use.other
+    needs_instances = (
+        q.shape != "entity" or use.internal or use.written or use.relationships or use.other
+    )
     order = info.column_keys
     if not needs_instances:
         if loaded_cols <= use.columns:
@@ -174,9 +193,13 @@ def _suggest(q: QueryRecord, infos: dict[type, _ClassInfo], usages: dict[type, _
             return None, None
         names = ", ".join(_attr_list(info.name, cols))
         code = f".with_entities({names})" if q.style == "query" else f"select({names})"
-        return Suggestion("columns", _attr_list(info.name, cols), code, int(projected), int(current - projected)), None
+        return Suggestion(
+            "columns", _attr_list(info.name, cols), code, int(projected), int(current - projected)
+        ), None
     # load_only: keep everything the code touched, plus what loading needs.
-    needed = set(use.columns) | (use.written & set(order)) | set(info.pk_keys) | set(info.extra_keys)
+    needed = (
+        set(use.columns) | (use.written & set(order)) | set(info.pk_keys) | set(info.extra_keys)
+    )
     for rel in use.relationships:
         needed |= info.relationship_columns.get(rel, set())
     if "<unmapped>" in needed or use.other - {"<deleted>"}:
@@ -184,14 +207,28 @@ def _suggest(q: QueryRecord, infos: dict[type, _ClassInfo], usages: dict[type, _
     deferred = [k for k in loaded_cols if k not in needed]
     if not deferred:
         return None, None
-    per_after = per_instance - sum(per_value.get(k, 0.0) for k in deferred) + deferred_overhead_bytes(len(deferred))
+    per_after = (
+        per_instance
+        - sum(per_value.get(k, 0.0) for k in deferred)
+        + deferred_overhead_bytes(len(deferred))
+    )
     projected = per_after * ent.count
     if projected >= current:
-        return None, "load_only would not save memory here: the unused columns are smaller than its per-instance cost"
+        return (
+            None,
+            "load_only would not save memory here: the unused columns are smaller than "
+            "its per-instance cost",
+        )
     cols = [k for k in order if k in needed]
     names = ", ".join(_attr_list(info.name, cols))
     return (
-        Suggestion("load_only", _attr_list(info.name, cols), f".options(load_only({names}))", int(projected), int(current - projected)),
+        Suggestion(
+            "load_only",
+            _attr_list(info.name, cols),
+            f".options(load_only({names}))",
+            int(projected),
+            int(current - projected),
+        ),
         None,
     )
 
@@ -251,7 +288,7 @@ def analyse(rec: ProfileRecord) -> Report:
                 index=q.index,
                 sql=q.sql,
                 location=loc,
-                kind=q.kind,
+                kind=q.kind or "other",
                 duration_ms=round(q.duration_ms, 3),
                 entities=entities,
                 estimated_bytes=q_bytes,

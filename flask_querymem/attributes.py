@@ -98,6 +98,9 @@ def instrumented_count() -> int:
     return len(_instrumented_managers)
 
 
-def set_sinks(read: t.Callable[[t.Any, t.Any, t.Any], None] | None, write: t.Callable[[t.Any, t.Any], None] | None) -> None:
+def set_sinks(
+    read: t.Callable[[t.Any, t.Any, t.Any], None] | None,
+    write: t.Callable[[t.Any, t.Any], None] | None,
+) -> None:
     global _read_sink, _write_sink
     _read_sink, _write_sink = read, write

@@ -30,7 +30,11 @@ DEFAULT_IGNORED = (
 )
 
 _STDLIB_DIRS = tuple(
-    {os.path.normcase(p) + os.sep for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")) if p}
+    {
+        os.path.normcase(p) + os.sep
+        for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib"))
+        if p
+    }
 )
 
 
@@ -41,7 +45,9 @@ def _ignored(name: str, prefixes: tuple[str, ...]) -> bool:
     return False
 
 
-def find_location(extra_ignored: tuple[str, ...] = (), start: FrameType | None = None) -> dict[str, t.Any] | None:
+def find_location(
+    extra_ignored: tuple[str, ...] = (), start: FrameType | None = None
+) -> dict[str, t.Any] | None:
     """Return ``{"file", "line", "function"}`` of the issuing app frame, or None."""
     frame = start or sys._getframe(1)
     prefixes = DEFAULT_IGNORED + extra_ignored
@@ -54,14 +60,20 @@ def find_location(extra_ignored: tuple[str, ...] = (), start: FrameType | None =
             except Exception:
                 line = frame.f_lineno
             return {
-                "file": template.filename or template.name or frame.f_code.co_filename,
+                # DictLoader & co. have no file: "<template>"; the name is more useful
+                "file": template.filename
+                if template.filename and not template.filename.startswith("<")
+                else (template.name or frame.f_code.co_filename),
                 "line": int(line),
                 "function": f"template {template.name}" if template.name else "template",
             }
         name = g.get("__name__") or ""
         filename = frame.f_code.co_filename
         if not _ignored(name, prefixes) and not filename.startswith("<frozen"):
-            if not os.path.normcase(filename).startswith(_STDLIB_DIRS) or "site-packages" in filename:
+            if (
+                not os.path.normcase(filename).startswith(_STDLIB_DIRS)
+                or "site-packages" in filename
+            ):
                 return {
                     "file": filename,
                     "line": frame.f_lineno,

@@ -70,7 +70,9 @@ class InstanceSize(t.NamedTuple):
     values: dict[str, int]  # attribute key -> bytes of its value
 
 
-def measure_instance(state: t.Any, dict_: dict[str, t.Any], column_keys: t.Iterable[str]) -> InstanceSize:
+def measure_instance(
+    state: t.Any, dict_: dict[str, t.Any], column_keys: t.Iterable[str]
+) -> InstanceSize:
     """Size one loaded instance (``state`` is its ``InstanceState``).
 
     Uses the public ``InstanceState`` attributes ``obj``, ``key``,
@@ -103,7 +105,9 @@ def row_bytes(n_columns: int, value_bytes_sum: float) -> float:
     A Row is a fixed-size object plus a tuple of its values (measured: 64 B +
     a tuple of 40 + 8 n bytes on SQLAlchemy 2.1 / CPython 3.11).
     """
-    return ROW_OBJECT_BYTES + _getsizeof(tuple(range(n_columns))) + value_bytes_sum + LIST_SLOT_BYTES
+    return (
+        ROW_OBJECT_BYTES + _getsizeof(tuple(range(n_columns))) + value_bytes_sum + LIST_SLOT_BYTES
+    )
 
 
 def _measure_row_object_bytes() -> int:
@@ -124,7 +128,7 @@ def deferred_overhead_bytes(n_deferred: int) -> int:
     entry per deferred attribute, plus the state's ``__dict__`` growing."""
     if n_deferred <= 0:
         return 0
-    grown: dict[int, None] = {}
-    for i in range(n_deferred):  # built by insertion, as SQLAlchemy builds it
-        grown[i] = None
+    grown: dict[str, None] = {}
+    for i in range(n_deferred):  # str keys, built by insertion, as SQLAlchemy builds it
+        grown[f"k{i}"] = None
     return _getsizeof(grown) + STATE_DICT_GROWTH_BYTES

@@ -44,7 +44,9 @@ class Profiler:
 
     def start(self) -> Profiler:
         if self._record is not None:
-            raise RuntimeError("this Profiler is already running; call stop() first or use a new Profiler")
+            raise RuntimeError(
+                "this Profiler is already running; call stop() first or use a new Profiler"
+            )
         rec = ProfileRecord(track_reads=self.track_reads, ignore_modules=self.ignore_modules)
         self._token = tracking.activate(rec)
         self._record = rec

@@ -100,7 +100,9 @@ class Report:
     def from_dict(cls, data: t.Mapping[str, t.Any]) -> Report:
         schema = data.get("schema")
         if schema != SCHEMA:
-            raise ValueError(f"not a flask-querymem report (schema {schema!r}, expected {SCHEMA!r})")
+            raise ValueError(
+                f"not a flask-querymem report (schema {schema!r}, expected {SCHEMA!r})"
+            )
         queries = []
         for q in data.get("queries", []):
             loc = q.get("location")
@@ -119,7 +121,11 @@ class Report:
                     note=q.get("note"),
                 )
             )
-        return cls(queries=queries, totals=Totals(**data.get("totals", {})), errors=list(data.get("errors", [])))
+        return cls(
+            queries=queries,
+            totals=Totals(**data.get("totals", {})),
+            errors=list(data.get("errors", [])),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Report:

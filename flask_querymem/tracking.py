@@ -73,16 +73,21 @@ def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
     elif orm_state.is_insert or orm_state.is_update or orm_state.is_delete:
         kind = "write"
     else:
-        kind = "other"
+        kind = ""  # text() and other non-ORM statements: decided from the SQL verb
     stmt = orm_state.statement
     style = "select"
     shape = "none"
     if orm_state.is_select and not orm_state.is_from_statement:
         try:
-            if LABEL_STYLE_LEGACY_ORM is not None and stmt.get_label_style() == LABEL_STYLE_LEGACY_ORM:
+            if (
+                LABEL_STYLE_LEGACY_ORM is not None
+                and stmt.get_label_style() == LABEL_STYLE_LEGACY_ORM
+            ):
                 style = "query"
             descs = stmt.column_descriptions
-            n_entities = sum(1 for d in descs if d.get("expr") is not None and d.get("expr") is d.get("entity"))
+            n_entities = sum(
+                1 for d in descs if d.get("expr") is not None and d.get("expr") is d.get("entity")
+            )
             if n_entities == 1 and len(descs) == 1:
                 shape = "entity"
             elif n_entities:
@@ -110,21 +115,26 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT")
 
 
+def _kind_from_sql(statement: str) -> str:
+    words = statement.lstrip(" (\n\t").split(None, 1)
+    verb = words[0].upper() if words else ""
+    if verb in _WRITE_VERBS:
+        return "write"
+    if verb in ("SELECT", "WITH", "VALUES"):
+        return "select"
+    return "other"
+
+
 def _query_for_cursor(rec: ProfileRecord, statement: str, context: t.Any) -> QueryRecord:
     qid = None
     if context is not None:
         qid = context.execution_options.get(QID_OPTION)
     if qid is not None and qid[0] == rec.serial and qid[1] < len(rec.queries):
-        return rec.queries[qid[1]]
-    verb = statement.lstrip(" (\n\t").split(None, 1)[0].upper() if statement.strip() else ""
-    if verb in _WRITE_VERBS:
-        kind = "write"
-    elif verb in ("SELECT", "WITH", "VALUES"):
-        kind = "select"
-    else:
-        kind = "other"
-    q = rec.new_query(kind, find_location(rec.ignore_modules))
-    return q
+        q = rec.queries[qid[1]]
+        if not q.kind:
+            q.kind = _kind_from_sql(statement)
+        return q
+    return rec.new_query(_kind_from_sql(statement), find_location(rec.ignore_modules))
 
 
 def _on_before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
@@ -136,7 +146,10 @@ def _on_before_cursor_execute(conn, cursor, statement, parameters, context, exec
         if not q.sql:
             q.sql = statement
         q.statements += 1
-        rec.cursor_starts[id(context) if context is not None else id(cursor)] = (q, time.perf_counter())
+        rec.cursor_starts[id(context) if context is not None else id(cursor)] = (
+            q,
+            time.perf_counter(),
+        )
     except Exception:
         _fail(rec, "before_cursor_execute")
 

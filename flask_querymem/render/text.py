@@ -21,10 +21,12 @@ def render(report: Report, sql_width: int = 70) -> str:
     tot = report.totals
     lines = [
         f"flask-querymem: {tot.queries} queries, {tot.instances} ORM instances, "
-        f"~{format_bytes(tot.estimated_bytes)} estimated, ~{format_bytes(tot.estimated_savings_bytes)} avoidable",
+        f"~{format_bytes(tot.estimated_bytes)} estimated, "
+        f"~{format_bytes(tot.estimated_savings_bytes)} avoidable",
         "(memory figures are estimates: sys.getsizeof over a sample of the loaded instances)",
         "",
-        f"{'#':>3}  {'location':<34} {'kind':<17} {'ms':>8} {'instances':>10} {'est. memory':>12}  entities / suggestion",
+        f"{'#':>3}  {'location':<34} {'kind':<17} {'ms':>8} {'instances':>10} "
+        f"{'est. memory':>12}  entities / suggestion",
     ]
     for q in report.queries:
         loc = f"{q.location.short()} {q.location.function}" if q.location else "?"
@@ -40,7 +42,8 @@ def render(report: Report, sql_width: int = 70) -> str:
                 unused = e.columns_unused
                 lines.append(
                     f"{'':>5}{e.model}: read {len(e.columns_read)}/{len(e.columns_loaded)} columns "
-                    f"[{', '.join(e.columns_read)}]" + (f"; unused: {', '.join(unused)}" if unused else "")
+                    f"[{', '.join(e.columns_read)}]"
+                    + (f"; unused: {', '.join(unused)}" if unused else "")
                 )
         if q.suggestion:
             s = q.suggestion
@@ -52,5 +55,7 @@ def render(report: Report, sql_width: int = 70) -> str:
             lines.append(f"{'':>5}note: {q.note}")
     if report.errors:
         lines.append("")
-        lines.append("internal errors (ignored, see the flask_querymem log): " + ", ".join(report.errors))
+        lines.append(
+            "internal errors (ignored, see the flask_querymem log): " + ", ".join(report.errors)
+        )
     return "\n".join(lines) + "\n"

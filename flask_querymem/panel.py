@@ -1,0 +1,149 @@
+"""The Flask-DebugToolbar panel: shows the request's report, rendered by render/html.py.
+
+Flask-DebugToolbar imports this module by its dotted path (``DEBUG_TB_PANELS``,
+filled in by ``QueryMem.init_app``), so importing the toolbar here costs nothing
+in apps that do not use it.
+
+Facts about the host (Flask-DebugToolbar 0.16) this class relies on:
+
+* panels are built per request; ``name`` must be unique because the DOM id and
+  the activation cookie derive from it;
+* the base class spells the switch attribute ``user_enable`` but the toolbar
+  template reads ``user_activate``: set it explicitly;
+* ``title()`` and ``content()`` are inserted unescaped: everything goes
+  through our autoescaping environment (never the toolbar's shared one);
+* ``process_response`` is called only for HTML responses, just before the
+  toolbar renders the panels; that is where we make sure the profile is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import typing as t
+
+from flask import current_app
+from flask_debugtoolbar.panels import DebugPanel
+
+from .render import html
+
+if t.TYPE_CHECKING:
+    from werkzeug import Request, Response
+
+    from .extension import QueryMem, RequestProfile
+
+logger = logging.getLogger("flask_querymem")
+
+
+def _extension() -> QueryMem | None:
+    return t.cast("QueryMem | None", current_app.extensions.get("querymem"))
+
+
+class QueryMemPanel(DebugPanel):
+    """Per-query memory of the current request, heaviest first, with fixes to copy."""
+
+    name = "QueryMem"
+    has_content = True
+    # Always on while QueryMem is active: the point is to see the waste at a
+    # glance, without first finding a switch and reloading. (0.16.0's base
+    # class defines ``user_enable``; the template reads ``user_activate``.)
+    user_activate = False
+
+    _report_dict: dict[str, t.Any] | None = None
+    _profile: RequestProfile | None = None
+    _finished = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def process_response(self, request: Request, response: Response) -> None:
+        try:
+            self._finish(response)
+        except Exception:
+            logger.exception("flask-querymem: panel could not finish the profile (ignored)")
+
+    def _finish(self, response: Response | None = None) -> RequestProfile | None:
+        if self._finished:
+            return self._profile
+        self._finished = True
+        ext = _extension()
+        if ext is None:
+            return None
+        self._profile = ext.finish_request(response)
+        if self._profile is not None and self._profile.report is not None:
+            self._report_dict = self._profile.report.to_dict()
+        return self._profile
+
+    # -- what the toolbar shows ------------------------------------------------
+
+    def nav_title(self) -> str:
+        return "QueryMem"
+
+    def nav_subtitle(self) -> str:
+        try:
+            profile = self._finish()
+            if profile is None:
+                return "inactive" if _extension() is None or not self._is_active() else "no report"
+            if self._report_dict is None:
+                return "no report"
+            return html.nav_subtitle(self._report_dict)
+        except Exception:
+            logger.exception("flask-querymem: panel subtitle failed (ignored)")
+            return "error"
+
+    def title(self) -> str:
+        return "QueryMem: memory loaded by each query"
+
+    def url(self) -> str:
+        return ""
+
+    def content(self) -> str:
+        try:
+            return self._content()
+        except Exception as exc:
+            logger.exception("flask-querymem: panel rendering failed (ignored)")
+            return html.render_message(
+                "The QueryMem panel could not be rendered.",
+                f"{type(exc).__name__}: {exc}",
+                hint="The full traceback is in the 'flask_querymem' log.",
+            )
+
+    def _is_active(self) -> bool:
+        ext = _extension()
+        return bool(ext and ext.is_active(current_app._get_current_object()))  # type: ignore[attr-defined]
+
+    def _content(self) -> str:
+        ext = _extension()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if ext is None:
+            return html.render_message(
+                "QueryMem is not initialised on this app.",
+                "The panel is listed in DEBUG_TB_PANELS but the extension was never set up.",
+                hint="Call QueryMem(app) (or qm.init_app(app)); it adds this panel itself.",
+            )
+        if not ext.is_active(app):
+            return html.render_message(
+                "QueryMem is inactive for this app.",
+                f"Reason: {ext.inactive_reason(app)}.",
+                hint="Set QUERYMEM_ENABLED = True to profile anyway.",
+            )
+        profile = self._finish()
+        if profile is None:
+            return html.render_message(
+                "This request was not profiled.",
+                "Profiling did not start for it: it was skipped, or starting the profiler failed.",
+                hint="Errors are logged on the 'flask_querymem' logger.",
+            )
+        if self._report_dict is None:
+            return html.render_message(
+                "The profiler produced no report for this request.",
+                profile.error or "Stopping the profiler failed.",
+                hint="Errors are logged on the 'flask_querymem' logger.",
+            )
+        config = app.config
+        return html.render_panel(
+            self._report_dict,
+            measurements=profile.measurements(),
+            min_savings_bytes=int(config["QUERYMEM_MIN_SAVINGS_BYTES"]),
+            track_reads=bool(config["QUERYMEM_TRACK_READS"]),
+            base_dir=os.path.dirname(app.root_path),
+        )
