@@ -250,9 +250,8 @@ class QueryMem:
         if measure is None:
             measure = app.config["QUERYMEM_MEASURE"] = "none"
         if measure not in MEASURE_CHOICES:
-            raise ValueError(
-                f"QUERYMEM_MEASURE = {measure!r} is not one of {', '.join(map(repr, MEASURE_CHOICES))}."
-            )
+            choices = ", ".join(map(repr, MEASURE_CHOICES))
+            raise ValueError(f"QUERYMEM_MEASURE = {measure!r} is not one of {choices}.")
         if isinstance(app.config["QUERYMEM_IGNORE_MODULES"], str):
             app.config["QUERYMEM_IGNORE_MODULES"] = (app.config["QUERYMEM_IGNORE_MODULES"],)
 
@@ -387,7 +386,8 @@ class QueryMem:
             if baseline is not None:
                 _tracemalloc.end(baseline)
             raise
-        g.setdefault(_G_RUNNING, _Running(profiler, profile, time.perf_counter(), rss_before, baseline))
+        running = _Running(profiler, profile, time.perf_counter(), rss_before, baseline)
+        g.setdefault(_G_RUNNING, running)
 
     @_guarded(fallback_arg=True)
     def _after_request(self, response: Response) -> Response:
