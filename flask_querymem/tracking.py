@@ -170,10 +170,14 @@ def _on_after_cursor_execute(conn, cursor, statement, parameters, context, execu
 # --- instance loading (runs once per loaded instance: keep it minimal) ---------
 
 
+_UNSEEN = object()
+
+
 def _query_for_context(rec: ProfileRecord, context: t.Any) -> QueryRecord | None:
     runid = context.runid
-    if runid in rec.by_runid:
-        return rec.by_runid[runid]
+    q = rec.by_runid.get(runid, _UNSEEN)
+    if q is not _UNSEEN:
+        return q  # type: ignore[return-value]
     qid = context.execution_options.get(QID_OPTION)
     q = None
     if qid is not None and qid[0] == rec.serial and qid[1] < len(rec.queries):
