@@ -255,7 +255,7 @@ class QueryMem:
         if isinstance(app.config["QUERYMEM_IGNORE_MODULES"], str):
             app.config["QUERYMEM_IGNORE_MODULES"] = (app.config["QUERYMEM_IGNORE_MODULES"],)
 
-        active, reason = self._decide(app)
+        active, reason, level = self._decide(app)
         size = int(app.config["QUERYMEM_HISTORY_SIZE"])
         self._states[app] = _AppState(active, reason, collections.deque(maxlen=max(size, 0)))
         app.extensions["querymem"] = self
@@ -265,7 +265,7 @@ class QueryMem:
         app.cli.add_command(querymem_cli)
 
         if not active:
-            logger.info("flask-querymem is inactive for app %r: %s.", app.name, reason)
+            logger.log(level, "flask-querymem is inactive for app %r: %s.", app.name, reason)
             return
 
         self._add_panel(app)
@@ -280,17 +280,31 @@ class QueryMem:
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
 
-    def _decide(self, app: Flask) -> tuple[bool, str]:
+    def _decide(self, app: Flask) -> tuple[bool, str, int]:
+        """(active, why, log level). Debug off is the normal production case: info only."""
         enabled = app.config["QUERYMEM_ENABLED"]
         if enabled is not None:
-            return bool(enabled), f"QUERYMEM_ENABLED = {enabled!r}"
+            return bool(enabled), f"QUERYMEM_ENABLED = {enabled!r}", logging.INFO
         if not app.debug:
-            return False, "the app is not in debug mode (set QUERYMEM_ENABLED = True to force it)"
+            return (
+                False,
+                "the app is not in debug mode (set QUERYMEM_ENABLED = True to profile anyway)",
+                logging.INFO,
+            )
         if _toolbar_default_panels(app) is None:
-            return False, "Flask-DebugToolbar is not installed (pip install Flask-DebugToolbar)"
+            return (
+                False,
+                "Flask-DebugToolbar is not installed (pip install Flask-DebugToolbar),"
+                " so there is no toolbar to show the panel in",
+                logging.WARNING,
+            )
         if not app.config.get("DEBUG_TB_ENABLED", app.debug):
-            return False, "Flask-DebugToolbar is disabled (DEBUG_TB_ENABLED = False)"
-        return True, "debug mode with Flask-DebugToolbar"
+            return (
+                False,
+                "Flask-DebugToolbar is disabled (DEBUG_TB_ENABLED = False)",
+                logging.WARNING,
+            )
+        return True, "debug mode with Flask-DebugToolbar", logging.DEBUG
 
     @staticmethod
     def _add_panel(app: Flask) -> None:
