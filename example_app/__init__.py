@@ -2,8 +2,10 @@
 
 Creates and seeds its SQLite database (instance folder) on first start, then
 serves pages that each show a different memory problem in the QueryMem panel
-of Flask-DebugToolbar. ``QUERYMEM_EXAMPLE_ROWS`` (environment variable or
-config) sets how many email addresses the first start creates (100,000).
+of Flask-DebugToolbar. Environment variables (or config keys of the same name):
+``QUERYMEM_EXAMPLE_ROWS`` sets how many email addresses the first start creates
+(100,000); ``QUERYMEM_EXAMPLE_DATABASE_URL`` points it at another database
+(default: ``instance/querymem_example.sqlite``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY="querymem-example-only-not-a-secret",
-        SQLALCHEMY_DATABASE_URI="sqlite:///querymem_example.sqlite",
+        SQLALCHEMY_DATABASE_URI=os.environ.get(
+            "QUERYMEM_EXAMPLE_DATABASE_URL", "sqlite:///querymem_example.sqlite"
+        ),
         DEBUG_TB_INTERCEPT_REDIRECTS=False,
         QUERYMEM_EXAMPLE_ROWS=int(os.environ.get("QUERYMEM_EXAMPLE_ROWS", DEFAULT_ROWS)),
     )

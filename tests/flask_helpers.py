@@ -12,7 +12,13 @@ import contextlib
 import html
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import typing as t
+import urllib.request
 import uuid
 
 import sqlalchemy as sa
@@ -32,6 +38,15 @@ class IsolatedDatabase(t.NamedTuple):
 
     def create_engine(self) -> sa.Engine:
         return sa.create_engine(self.url, **self.engine_options)
+
+    @property
+    def standalone_url(self) -> str:
+        """One URL carrying everything (for a subprocess that only takes a URL)."""
+        options = self.engine_options.get("connect_args", {}).get("options")
+        if not options:
+            return self.url
+        url = sa.make_url(self.url).update_query_dict({"options": options})
+        return url.render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager
@@ -94,3 +109,80 @@ def text_of(fragment: str) -> str:
 def run_query_here(session: t.Any, statement: t.Any) -> list[t.Any]:
     """Stand-in for an app's database utility module (QUERYMEM_IGNORE_MODULES tests)."""
     return list(session.execute(statement).scalars().all())
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def flask_command() -> list[str]:
+    """The ``flask`` script next to this interpreter (what the README tells people to run)."""
+    script = os.path.join(os.path.dirname(sys.executable), "flask")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "flask"]
+
+
+@contextlib.contextmanager
+def example_server(
+    database_url: str, rows: int, log_path: str, timeout: float = 120.0
+) -> t.Iterator[str]:
+    """Run ``flask --app example_app run --debug`` from the repository root; yield its URL.
+
+    The server runs in its own session so it and its reloader child are stopped
+    together, by the process group of the process started here.
+    """
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        QUERYMEM_EXAMPLE_DATABASE_URL=database_url,
+        QUERYMEM_EXAMPLE_ROWS=str(rows),
+        PYTHONUNBUFFERED="1",
+    )
+    for key in ("FLASK_APP", "FLASK_DEBUG", "FLASK_RUN_PORT", "FLASK_RUN_HOST"):
+        env.pop(key, None)
+    command = [*flask_command(), "--app", "example_app", "run", "--debug", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"the example server exited:\n{_read(log_path)}")
+                try:
+                    with urllib.request.urlopen(base + "/", timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the example server did not start:\n{_read(log_path)}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-4000:]
+
+
+def fetch(url: str, data: bytes | None = None) -> str:
+    with urllib.request.urlopen(url, data=data, timeout=60) as response:
+        return t.cast(bytes, response.read()).decode("utf-8")
