@@ -352,6 +352,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["bytes"] = format_bytes
     env.filters["ms"] = format_ms
+    env.filters["num"] = "{:,}".format
     return env
 
 
