@@ -37,7 +37,7 @@ import tracemalloc
 import typing as t
 import weakref
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 if t.TYPE_CHECKING:
     from werkzeug.wrappers import Response
@@ -327,20 +327,25 @@ class QueryMem:
 
     # ------------------------------------------------------------------ queries
 
-    def _state(self, app: Flask) -> _AppState | None:
+    def _state(self, app: Flask | None) -> _AppState | None:
+        if app is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
         return self._states.get(app)
 
-    def is_active(self, app: Flask) -> bool:
-        """Whether requests of ``app`` are profiled (decided once, in ``init_app``)."""
+    def is_active(self, app: Flask | None = None) -> bool:
+        """Whether requests of ``app`` (default: the current app) are profiled.
+
+        Decided once, in ``init_app``, like the toolbar decides whether it runs.
+        """
         state = self._state(app)
         return bool(state and state.active)
 
-    def inactive_reason(self, app: Flask) -> str:
+    def inactive_reason(self, app: Flask | None = None) -> str:
         """Why ``app`` is (not) profiled, in words fit for a log line or the panel."""
         state = self._state(app)
         return state.reason if state else "QueryMem.init_app(app) was not called for this app"
 
-    def history(self, app: Flask) -> list[RequestProfile]:
+    def history(self, app: Flask | None = None) -> list[RequestProfile]:
         """The last ``QUERYMEM_HISTORY_SIZE`` profiled requests of ``app``, oldest first.
 
         Why: JSON and other non-HTML responses never show the toolbar, so this is
@@ -350,6 +355,23 @@ class QueryMem:
         return list(state.history) if state else []
 
     # ------------------------------------------------------------------ hooks
+
+    @staticmethod
+    def _check_toolbar(app: Flask) -> None:
+        """First request: say why the panel would not show, instead of showing nothing."""
+        if not _toolbar_installed_on(app):
+            logger.warning(
+                "flask-querymem is profiling app %r but Flask-DebugToolbar is not running on"
+                " it: call DebugToolbarExtension(app), and check DEBUG_TB_ENABLED and"
+                " SECRET_KEY. Until then profiles are only kept in QueryMem.history(app).",
+                app.name,
+            )
+        elif PANEL_PATH not in (app.config.get("DEBUG_TB_PANELS") or ()):
+            logger.warning(
+                "flask-querymem: DEBUG_TB_PANELS was replaced after QueryMem.init_app and no"
+                " longer lists %r; add it to show the QueryMem panel.",
+                PANEL_PATH,
+            )
 
     @_guarded()
     def _before_request(self) -> None:
@@ -361,21 +383,13 @@ class QueryMem:
             return
         if g.get(_G_RUNNING) is not None:
             return
-        from flask import current_app
-
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         state = self._state(app)
         if state is None or not state.active:
             return
         if not state.checked_toolbar:
             state.checked_toolbar = True
-            if not _toolbar_installed_on(app):
-                logger.warning(
-                    "flask-querymem is profiling app %r but Flask-DebugToolbar is not running on"
-                    " it: call DebugToolbarExtension(app), and check DEBUG_TB_ENABLED and"
-                    " SECRET_KEY. Until then profiles are only kept in QueryMem.history(app).",
-                    app.name,
-                )
+            self._check_toolbar(app)
 
         from .profiler import Profiler
 
@@ -447,8 +461,6 @@ class QueryMem:
             logger.exception("flask-querymem: could not finish the request profile (ignored)")
             profile.error = f"{type(internal).__name__}: {internal}"
         g.setdefault(_G_REPORT, profile)
-        from flask import current_app
-
         state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
         if state is not None:
             state.history.append(profile)

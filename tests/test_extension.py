@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import sys
 import tracemalloc
 import typing as t
 
@@ -613,3 +614,55 @@ def test_hooks_are_first_before_request(make_app: AppFactory) -> None:
     app = make_app(order=("toolbar", "sqlalchemy", "querymem"))
     first = app.before_request_funcs[None][0]
     assert getattr(first, "__func__", None) is extension_module.QueryMem._before_request
+
+
+def test_toolbar_not_installed_is_a_warning(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_querymem")
+    monkeypatch.setitem(sys.modules, "flask_debugtoolbar", None)  # import now fails
+    app = make_app(order=("sqlalchemy", "querymem"))
+    qm = app.extensions["querymem"]
+    assert not qm.is_active(app)
+    assert "Flask-DebugToolbar is not installed" in qm.inactive_reason(app)
+    assert "DEBUG_TB_PANELS" not in app.config
+    assert any(
+        r.levelno == logging.WARNING and "not installed" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_panels_replaced_after_init_is_a_warning(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_querymem")
+    app = make_app()
+    app.config["DEBUG_TB_PANELS"] = ["flask_debugtoolbar.panels.timer.TimerDebugPanel"]
+    client = app.test_client()
+    client.get("/contacts")
+    client.get("/contacts")
+    replaced = [r for r in caplog.records if "DEBUG_TB_PANELS was replaced" in r.getMessage()]
+    assert len(replaced) == 1
+
+
+def test_toolbar_jinja_environment_is_left_alone(make_app: AppFactory) -> None:
+    """Never wrap the toolbar's shared loader (that leaks until RecursionError)."""
+    app = make_app()
+    toolbar = next(
+        f.__self__
+        for f in app.before_request_funcs[None]
+        if isinstance(getattr(f, "__self__", None), DebugToolbarExtension)
+    )
+    loader = toolbar.jinja_env.loader
+    client = app.test_client()
+    for _ in range(30):
+        assert ".with_entities(Contact.email)" in client.get("/contacts").get_data(as_text=True)
+    assert toolbar.jinja_env.loader is loader
+
+
+def test_history_defaults_to_the_current_app(make_app: AppFactory) -> None:
+    app = make_app()
+    app.test_client().get("/json")
+    with app.app_context():
+        qm = app.extensions["querymem"]
+        assert qm.is_active()
+        assert [p.path for p in qm.history()] == ["/json"]
