@@ -2,9 +2,9 @@
 
 ``QueryMem(app)`` (or ``qm.init_app(app)``) decides once, at init time, whether it
 is active: in debug mode with Flask-DebugToolbar enabled, unless
-``QUERYMEM_ENABLED`` says otherwise. When inactive it registers no hook and
-imports nothing from the profiler's tracking side, so SQLAlchemy gets no
-listener and no attribute instrumentation: production pays nothing.
+``QUERYMEM_ENABLED`` says otherwise. When inactive it registers no hook, and
+the core installs its SQLAlchemy listeners and attribute instrumentation only
+on the first profile, so none of it exists: production pays nothing.
 
 When active, a request is profiled from the first ``before_request`` function
 to the end of the response. The profile is stopped by whichever comes first:
@@ -64,16 +64,16 @@ _SKIPPED_ENDPOINTS = frozenset({"static", "_debug_toolbar.static"})
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 
-def _default_config(app: Flask) -> dict[str, t.Any]:
-    return {
-        # None: active in debug mode with Flask-DebugToolbar enabled.
-        "QUERYMEM_ENABLED": None,
-        "QUERYMEM_TRACK_READS": True,
-        "QUERYMEM_MIN_SAVINGS_BYTES": 1024 * 1024,
-        "QUERYMEM_IGNORE_MODULES": (),
-        "QUERYMEM_MEASURE": "rss",
-        "QUERYMEM_HISTORY_SIZE": 20,
-    }
+#: Config defaults (documented in the README's configuration table).
+DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
+    # None: active in debug mode with Flask-DebugToolbar enabled.
+    "QUERYMEM_ENABLED": None,
+    "QUERYMEM_TRACK_READS": True,
+    "QUERYMEM_MIN_SAVINGS_BYTES": 1024 * 1024,
+    "QUERYMEM_IGNORE_MODULES": (),
+    "QUERYMEM_MEASURE": "rss",
+    "QUERYMEM_HISTORY_SIZE": 20,
+}
 
 
 @dataclasses.dataclass
@@ -98,9 +98,9 @@ class RequestProfile:
 
     def measurements(self) -> dict[str, t.Any]:
         """The non-report figures as a plain dict, which is what renderers take."""
-        data = dataclasses.asdict(self)
-        data.pop("report")
-        return data
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "report"
+        }
 
 
 @dataclasses.dataclass
@@ -243,7 +243,7 @@ class QueryMem:
                 "A 'QueryMem' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
-        for key, value in _default_config(app).items():
+        for key, value in DEFAULT_CONFIG.items():
             app.config.setdefault(key, value)
 
         measure = app.config["QUERYMEM_MEASURE"]
