@@ -54,10 +54,16 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
         db.create_all()
         if not is_seeded(db.engine):
             rows = int(app.config["QUERYMEM_EXAMPLE_ROWS"])
-            print(f" * Seeding the example database with {rows:,} email addresses"
-                  f" ({db.engine.url.render_as_string(hide_password=True)}) ...", file=sys.stderr)
+            print(
+                f" * Seeding the example database with {rows:,} email addresses"
+                f" ({db.engine.url.render_as_string(hide_password=True)}) ...",
+                file=sys.stderr,
+            )
             started = time.perf_counter()
             counts = seed_database(db.engine, rows)
-            print(f" * Seeded in {time.perf_counter() - started:.1f}s: "
-                  + ", ".join(f"{n:,} {table}" for table, n in counts.items()), file=sys.stderr)
+            print(
+                f" * Seeded in {time.perf_counter() - started:.1f}s: "
+                + ", ".join(f"{n:,} {table}" for table, n in counts.items()),
+                file=sys.stderr,
+            )
     return app

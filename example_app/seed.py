@@ -16,19 +16,67 @@ import sqlalchemy as sa
 
 from .models import Customer, EmailAddress, Order, send_history
 
-FIRST = ["Ada", "Alan", "Grace", "Linus", "Guido", "Barbara", "Edsger", "Frances", "Ken",
-         "Margaret", "Dennis", "Radia", "Donald", "Katherine", "Tim", "Sophie", "John", "Hedy",
-         "Niklaus", "Joan"]
-LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "van Rossum", "Liskov", "Dijkstra", "Allen",
-        "Thompson", "Hamilton", "Ritchie", "Perlman", "Knuth", "Johnson", "Berners-Lee", "Wilson",
-        "McCarthy", "Lamarr", "Wirth", "Clarke"]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Guido",
+    "Barbara",
+    "Edsger",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Donald",
+    "Katherine",
+    "Tim",
+    "Sophie",
+    "John",
+    "Hedy",
+    "Niklaus",
+    "Joan",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "van Rossum",
+    "Liskov",
+    "Dijkstra",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Knuth",
+    "Johnson",
+    "Berners-Lee",
+    "Wilson",
+    "McCarthy",
+    "Lamarr",
+    "Wirth",
+    "Clarke",
+]
 DOMAINS = ["example.com", "example.org", "example.net", "mail.test", "inbox.test"]
 SOURCES = ["newsletter", "checkout", "webinar", "import", "referral", "api"]
-CITIES = ["Springfield", "Shelbyville", "Ogdenville", "North Haverbrook", "Capital City",
-          "Brockway", "Cypress Creek", "Waverly Hills"]
+CITIES = [
+    "Springfield",
+    "Shelbyville",
+    "Ogdenville",
+    "North Haverbrook",
+    "Capital City",
+    "Brockway",
+    "Cypress Creek",
+    "Waverly Hills",
+]
 CAMPAIGNS = ["spring-sale", "summer-news", "black-friday", "product-update", "welcome"]
-WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-         "incididunt ut labore et dolore magna aliqua").split()
+WORDS = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua"
+).split()
 
 EPOCH = dt.datetime(2023, 1, 1, 8, 0, 0)
 BATCH = 10_000
@@ -62,11 +110,9 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: t.Iterable[dict[str, t.A
             keys = list(batch[0])
             sql = (
                 f'INSERT INTO "{table.name}" ({", ".join(keys)})'
-                f' VALUES ({", ".join("?" for _ in keys)})'
+                f" VALUES ({', '.join('?' for _ in keys)})"
             )
-            conn.exec_driver_sql(
-                sql, [tuple(_sqlite_value(row[k]) for k in keys) for row in batch]
-            )
+            conn.exec_driver_sql(sql, [tuple(_sqlite_value(row[k]) for k in keys) for row in batch])
         else:
             conn.execute(statement, batch)
         batch.clear()
@@ -89,8 +135,9 @@ def seed_database(engine: sa.Engine, rows: int) -> dict[str, int]:
             first, last = rng.choice(FIRST), rng.choice(LAST)
             yield {
                 "id": i,
-                "email_address": f"{first}.{last}.{i}@{rng.choice(DOMAINS)}".replace(" ", "")
-                .lower(),
+                "email_address": f"{first}.{last}.{i}@{rng.choice(DOMAINS)}".replace(
+                    " ", ""
+                ).lower(),
                 "first_name": first,
                 "last_name": last,
                 "source": rng.choice(SOURCES),

@@ -16,18 +16,36 @@ from .seed import CITIES
 bp = Blueprint("example", __name__)
 
 PAGES = [
-    ("example.bounces", "Email bounce report",
-     "The classic: loads every column of every bounced address to use one of them."),
-    ("example.customers", "Customer list",
-     "A list rendered in a template: the template reads two columns of nine."),
-    ("example.customer_orders", "Orders per customer",
-     "An N+1 loop: one lazy load per customer, grouped as one row in the panel."),
-    ("example.contact_customers", "Mark customers as contacted",
-     "Updates rows: loads whole customers to write one column."),
-    ("example.bounces_projected", "Email bounce report, projected",
-     "The fixed version of the bounce report: nothing to suggest."),
-    ("example.api_bounces", "Bounce report as JSON",
-     "A JSON view: profiled too, but the toolbar only shows on HTML pages."),
+    (
+        "example.bounces",
+        "Email bounce report",
+        "The classic: loads every column of every bounced address to use one of them.",
+    ),
+    (
+        "example.customers",
+        "Customer list",
+        "A list rendered in a template: the template reads two columns of nine.",
+    ),
+    (
+        "example.customer_orders",
+        "Orders per customer",
+        "An N+1 loop: one lazy load per customer, grouped as one row in the panel.",
+    ),
+    (
+        "example.contact_customers",
+        "Mark customers as contacted",
+        "Updates rows: loads whole customers to write one column.",
+    ),
+    (
+        "example.bounces_projected",
+        "Email bounce report, projected",
+        "The fixed version of the bounce report: nothing to suggest.",
+    ),
+    (
+        "example.api_bounces",
+        "Bounce report as JSON",
+        "A JSON view: profiled too, but the toolbar only shows on HTML pages.",
+    ),
 ]
 
 

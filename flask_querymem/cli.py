@@ -43,9 +43,7 @@ def profile_get(app: Flask, url_path: str) -> tuple[int, Report]:
             ignore_modules=tuple(config.get("QUERYMEM_IGNORE_MODULES", ())),
         ).start()
         try:
-            response = app.test_client().get(
-                url_path, environ_overrides={SKIP_ENVIRON_KEY: True}
-            )
+            response = app.test_client().get(url_path, environ_overrides={SKIP_ENVIRON_KEY: True})
             status = response.status_code
             response.close()
         finally:
@@ -72,9 +70,7 @@ def report_command(info: ScriptInfo, url_path: str, as_json: bool) -> None:
     try:
         status, report = profile_get(app, url_path)
     except Exception as exc:
-        raise click.ClickException(
-            f"GET {url_path} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise click.ClickException(f"GET {url_path} raised {type(exc).__name__}: {exc}") from exc
     click.echo(f"GET {url_path} -> {status}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

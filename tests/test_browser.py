@@ -51,9 +51,11 @@ def test_bounce_page_panel_in_chromium(database_url: str, tmp_path: t.Any) -> No
     sqlite = sa.make_url(database_url).get_backend_name() == "sqlite"
     rows = 100_000 if sqlite else 20_000
     log = str(tmp_path / "server.log")
-    with isolated_database(database_url, str(tmp_path)) as iso, example_server(
-        iso.standalone_url, rows, log, timeout=300
-    ) as base, sync_api.sync_playwright() as playwright:
+    with (
+        isolated_database(database_url, str(tmp_path)) as iso,
+        example_server(iso.standalone_url, rows, log, timeout=300) as base,
+        sync_api.sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1440, "height": 900})

@@ -124,8 +124,14 @@ def test_toolbar_and_querymem_are_on_in_debug(example: Example) -> None:
 
 def test_index_links_every_page(example: Example) -> None:
     page = example.app.test_client().get("/").get_data(as_text=True)
-    for path in ("/bounces", "/customers", "/customers/orders", "/customers/contact",
-                 "/bounces/projected", "/api/bounces"):
+    for path in (
+        "/bounces",
+        "/customers",
+        "/customers/orders",
+        "/customers/contact",
+        "/bounces/projected",
+        "/api/bounces",
+    ):
         assert f'href="{path}"' in page
     assert "QueryMem" in nav_entry(page)
 
@@ -201,15 +207,18 @@ def test_update_page(example: Example) -> None:
     city = CITIES[0]
     client = example.app.test_client()
     form = client.get("/customers/contact").get_data(as_text=True)
-    assert "<form method=\"post\">" in form
+    assert '<form method="post">' in form
     page = client.post("/customers/contact", data={"city": city}).get_data(as_text=True)
     in_city = example.scalar(
         f"SELECT count(*) FROM customer WHERE city = '{city}'"  # noqa: S608 - constant
     )
     assert f"Marked <strong>{in_city}</strong> customers" in page
-    assert example.scalar(
-        f"SELECT count(*) FROM customer WHERE city = '{city}' AND last_contacted_at IS NOT NULL"
-    ) == in_city
+    assert (
+        example.scalar(
+            f"SELECT count(*) FROM customer WHERE city = '{city}' AND last_contacted_at IS NOT NULL"
+        )
+        == in_city
+    )
 
     report = example.last_report()
     select, write = report["queries"][0], report["queries"][-1]
@@ -251,20 +260,31 @@ def sqlite_url(tmp_path: t.Any) -> str:
 
 
 def test_cli_report_from_the_repository_root(tmp_path: t.Any) -> None:
-    env = dict(os.environ, QUERYMEM_EXAMPLE_DATABASE_URL=sqlite_url(tmp_path),
-               QUERYMEM_EXAMPLE_ROWS="300")
+    env = dict(
+        os.environ, QUERYMEM_EXAMPLE_DATABASE_URL=sqlite_url(tmp_path), QUERYMEM_EXAMPLE_ROWS="300"
+    )
     command = [*flask_command(), "--app", "example_app", "querymem", "report"]
     result = subprocess.run(
-        [*command, "/bounces"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=120, stdin=subprocess.DEVNULL,
+        [*command, "/bounces"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     assert "GET /bounces -> 200" in result.stderr
     assert ".with_entities(EmailAddress.email_address)" in result.stdout
 
     result = subprocess.run(
-        [*command, "--json", "/customers/orders"], cwd=REPO_ROOT, env=env, capture_output=True,
-        text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [*command, "--json", "/customers/orders"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

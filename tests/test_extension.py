@@ -269,9 +269,7 @@ def test_unknown_measure_is_refused(make_app: AppFactory) -> None:
 # --------------------------------------------------------------------------- inactive
 
 
-def test_debug_off_installs_nothing(
-    make_app: AppFactory, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_debug_off_installs_nothing(make_app: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
     tracking.uninstall()
     caplog.set_level(logging.INFO, logger="flask_querymem")
     app = make_app(DEBUG=False)
@@ -358,7 +356,7 @@ def test_panel_content_for_a_request(make_app: AppFactory) -> None:
     # sortable with the toolbar's own classes; SQL collapsed in a <details>
     assert 'class="flDebugTablesorter qmQueries"' in content
     assert "flDebugOdd" in content
-    assert "<details class=\"qmSql\"><summary>SQL</summary><pre>SELECT" in content
+    assert '<details class="qmSql"><summary>SQL</summary><pre>SELECT' in content
     assert "tests/test_extension.py:" in content
     assert "contacts()" in content
 

@@ -236,7 +236,7 @@ def test_rendered_panel_shows_what_matters() -> None:
     assert "1 of 3 loaded columns used" in text
     assert 'class="flDebugTablesorter qmQueries"' in out
     assert 'data-code=".options(load_only(Customer.id, Customer.name))"' in out
-    assert "<details class=\"qmSql\"><summary>SQL</summary>" in out
+    assert '<details class="qmSql"><summary>SQL</summary>' in out
     # no external assets: the panel must work offline
     assert "http://" not in out and "https://" not in out
 
@@ -258,10 +258,16 @@ def test_rendered_panel_escapes_everything_from_the_data() -> None:
         errors=[evil],
     )
     data["queries"][0]["location"]["file"] = f"/srv/{evil}.py"
-    measurements = {"method": "GET", "path": f"/{evil}", "status_code": 200, "duration_ms": 1.0,
-                    "rss_increment_bytes": 0, "rss_error": evil}
+    measurements = {
+        "method": "GET",
+        "path": f"/{evil}",
+        "status_code": 200,
+        "duration_ms": 1.0,
+        "rss_increment_bytes": 0,
+        "rss_error": evil,
+    }
     out = html.render_panel(data, measurements=measurements)
-    body = out.split("</style>", 1)[1].rsplit("<script type=\"text/javascript\">", 1)[0]
+    body = out.split("</style>", 1)[1].rsplit('<script type="text/javascript">', 1)[0]
     assert "<script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert '"&lt;script&gt;' not in body  # attribute quoting intact
@@ -343,7 +349,18 @@ def test_panel_class_contract_with_the_toolbar() -> None:
     assert QueryMemPanel.has_content is True
     assert issubclass(QueryMemPanel, DebugPanel)
     # name drives the DOM id and cookie key: must not clash with the toolbar's panels
-    builtin = {"Versions", "Timer", "HTTP Headers", "Request Vars", "Config", "Template",
-               "SQLAlchemy", "Logging", "Route List", "Profiler", "g"}
+    builtin = {
+        "Versions",
+        "Timer",
+        "HTTP Headers",
+        "Request Vars",
+        "Config",
+        "Template",
+        "SQLAlchemy",
+        "Logging",
+        "Route List",
+        "Profiler",
+        "g",
+    }
     assert QueryMemPanel.name == "QueryMem"
     assert QueryMemPanel.name not in builtin
