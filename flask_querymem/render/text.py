@@ -1,20 +1,17 @@
-"""Plain-text report, in the spirit of memory_profiler's line table."""
+"""Plain-text report, in the spirit of memory_profiler's line table.
+
+Shares the panel's view model (``render.html.group_queries``): repeated queries
+from one place (N+1 lazy loads) are one line with ``×N``, in the order issued.
+"""
 
 from __future__ import annotations
 
 import typing as t
 
+from .html import format_bytes, format_ms, group_queries
+
 if t.TYPE_CHECKING:
     from ..report import Report
-
-
-def format_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def render(report: Report, sql_width: int = 70) -> str:
@@ -26,33 +23,35 @@ def render(report: Report, sql_width: int = 70) -> str:
         "(memory figures are estimates: sys.getsizeof over a sample of the loaded instances)",
         "",
         f"{'#':>3}  {'location':<34} {'kind':<17} {'ms':>8} {'instances':>10} "
-        f"{'est. memory':>12}  entities / suggestion",
+        f"{'est. memory':>12}  entities",
     ]
-    for q in report.queries:
-        loc = f"{q.location.short()} {q.location.function}" if q.location else "?"
-        ents = ", ".join(f"{e.model}×{e.count}" for e in q.entities) or "-"
+    groups = sorted(group_queries(report.to_dict()["queries"]), key=lambda g: g.indexes[0])
+    for g in groups:
+        loc = f"{g.location_label} {g.function}" if g.location else "?"
+        ents = ", ".join(f"{e.model}×{e.count}" for e in g.entities) or "-"
+        kind = g.kind + (f" ×{g.repeat}" if g.repeat > 1 else "")
         lines.append(
-            f"{q.index:>3}  {loc[:34]:<34} {q.kind:<17} {q.duration_ms:>8.2f} {q.instances:>10} "
-            f"{format_bytes(q.estimated_bytes):>12}  {ents}"
+            f"{g.indexes[0]:>3}  {loc[:34]:<34} {kind:<17} {format_ms(g.duration_ms):>8} "
+            f"{g.instances:>10} {format_bytes(g.estimated_bytes):>12}  {ents}"
         )
-        sql = " ".join(q.sql.split())
+        sql = " ".join(g.sql.split())
         lines.append(f"{'':>5}SQL: {sql[:sql_width]}{'…' if len(sql) > sql_width else ''}")
-        for e in q.entities:
+        for e in g.entities:
             if e.count:
-                unused = e.columns_unused
+                read = [c.name for c in e.columns if c.read]
+                unused = e.unused_columns
                 lines.append(
-                    f"{'':>5}{e.model}: read {len(e.columns_read)}/{len(e.columns_loaded)} columns "
-                    f"[{', '.join(e.columns_read)}]"
-                    + (f"; unused: {', '.join(unused)}" if unused else "")
+                    f"{'':>5}{e.model}: read {len(read)}/{len(e.columns)} columns "
+                    f"[{', '.join(read)}]" + (f"; unused: {', '.join(unused)}" if unused else "")
                 )
-        if q.suggestion:
-            s = q.suggestion
+        if g.suggestion:
+            s = g.suggestion
             lines.append(
                 f"{'':>5}suggest: {s.code}  (~{format_bytes(s.estimated_bytes)}, "
                 f"saves ~{format_bytes(s.estimated_savings_bytes)})"
             )
-        elif q.note:
-            lines.append(f"{'':>5}note: {q.note}")
+        elif g.note:
+            lines.append(f"{'':>5}note: {g.note}")
     if report.errors:
         lines.append("")
         lines.append(
