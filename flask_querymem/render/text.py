@@ -6,6 +6,7 @@ from one place (N+1 lazy loads) are one line with ``×N``, in the order issued.
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from .html import format_bytes, format_ms, group_queries
@@ -25,7 +26,8 @@ def render(report: Report, sql_width: int = 70) -> str:
         f"{'#':>3}  {'location':<34} {'kind':<17} {'ms':>8} {'instances':>10} "
         f"{'est. memory':>12}  entities",
     ]
-    groups = sorted(group_queries(report.to_dict()["queries"]), key=lambda g: g.indexes[0])
+    groups = group_queries(report.to_dict()["queries"], base_dir=os.getcwd())
+    groups.sort(key=lambda g: g.indexes[0])
     for g in groups:
         loc = f"{g.location_label} {g.function}" if g.location else "?"
         ents = ", ".join(f"{e.model}×{e.count}" for e in g.entities) or "-"
