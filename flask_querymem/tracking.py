@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import threading
 import time
 import typing as t
@@ -62,6 +63,23 @@ def _fail(rec: ProfileRecord | None, where: str) -> None:
 # --- statement capture ---------------------------------------------------------
 
 
+def _called_from_get() -> bool:
+    """Whether this ORM execution comes from ``Session.get()`` / ``Query.get()``.
+
+    Those run through ``Session._get_impl`` and ``loading.load_on_pk_identity``; no
+    public flag for it, so look for that frame among SQLAlchemy's own (a one-row
+    primary-key load gets no projection: ``select(...)`` is no drop-in for it).
+    """
+    frame: t.Any = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("flask_querymem"):
+        frame = frame.f_back
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("sqlalchemy"):
+        if frame.f_code.co_name in ("load_on_pk_identity", "_load_on_pk_identity", "_get_impl"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
     """(kind, style, shape) of an ORM execution."""
     if orm_state.is_column_load:
@@ -79,7 +97,9 @@ def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
     shape = "none"
     if orm_state.is_select and not orm_state.is_from_statement:
         try:
-            if (
+            if _called_from_get():
+                style = "get"
+            elif (
                 LABEL_STYLE_LEGACY_ORM is not None
                 and stmt.get_label_style() == LABEL_STYLE_LEGACY_ORM
             ):

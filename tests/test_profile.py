@@ -462,3 +462,14 @@ def test_uninstall_restores_everything(session: Session) -> None:
     with profile() as report:
         [u.name for u in session.query(User).all()]
     assert report.queries[0].entities[0].columns_read == ["name"]
+
+
+def test_session_get_gets_no_projection(session: Session) -> None:
+    with profile() as report:
+        user = session.get(User, 3)
+        assert user is not None
+        name = user.name
+    assert name == "user 3"
+    q = only(report)
+    assert q.entities[0].count == 1 and q.entities[0].columns_read == ["name"]
+    assert q.suggestion is None  # "select(User.name)" is no replacement for session.get()
