@@ -35,6 +35,11 @@ logger = logging.getLogger("flask_querymem")
 
 _SA_DIR = os.path.dirname(sa.__file__)
 
+SELECT_HINT = (
+    "run it with session.execute(...): its rows keep the attribute names (row.name); "
+    "session.scalars(...) would return only the first column"
+)
+
 
 def _nested_codes(code: CodeType, out: set[CodeType]) -> None:
     out.add(code)
@@ -164,7 +169,7 @@ def _suggest(
 ) -> tuple[Suggestion | None, str | None]:
     if (
         q.kind != "select"
-        or q.style not in ("query", "select")
+        or q.style not in ("query", "select", "scalars")
         or q.shape not in ("entity", "multi")
     ):
         return None, None
@@ -181,7 +186,12 @@ def _suggest(
     per_instance, per_value = _entity_bytes(ent)
     current = per_instance * ent.count
     needs_instances = (
-        q.shape != "entity" or use.internal or use.written or use.relationships or use.other
+        q.shape != "entity"
+        or q.style == "scalars"
+        or use.internal
+        or use.written
+        or use.relationships
+        or use.other
     )
     order = info.column_keys
     if not needs_instances:
@@ -192,9 +202,17 @@ def _suggest(
         if projected >= current:
             return None, None
         names = ", ".join(_attr_list(info.name, cols))
-        code = f".with_entities({names})" if q.style == "query" else f"select({names})"
+        if q.style == "query":
+            code, hint = f".with_entities({names})", None
+        else:
+            code, hint = f"select({names})", SELECT_HINT
         return Suggestion(
-            "columns", _attr_list(info.name, cols), code, int(projected), int(current - projected)
+            "columns",
+            _attr_list(info.name, cols),
+            code,
+            int(projected),
+            int(current - projected),
+            hint,
         ), None
     # load_only: keep everything the code touched, plus what loading needs.
     needed = (

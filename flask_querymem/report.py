@@ -30,6 +30,7 @@ class Suggestion:
     code: str
     estimated_bytes: int
     estimated_savings_bytes: int
+    hint: str | None = None  # how to apply it, when the code alone could mislead
 
 
 @dataclass

@@ -63,21 +63,32 @@ def _fail(rec: ProfileRecord | None, where: str) -> None:
 # --- statement capture ---------------------------------------------------------
 
 
-def _called_from_get() -> bool:
-    """Whether this ORM execution comes from ``Session.get()`` / ``Query.get()``.
+def _caller_style() -> str | None:
+    """"get" or "scalars" when the ORM execution comes through a helper that
+    needs entities back, else None. There is no public flag for either, so look
+    at the frames between the user's code and SQLAlchemy's:
 
-    Those run through ``Session._get_impl`` and ``loading.load_on_pk_identity``; no
-    public flag for it, so look for that frame among SQLAlchemy's own (a one-row
-    primary-key load gets no projection: ``select(...)`` is no drop-in for it).
+    * ``Session.get()`` / ``Query.get()`` run ``Session._get_impl`` and
+      ``loading.load_on_pk_identity``: a one-row primary-key load, for which
+      ``select(...)`` is no drop-in replacement;
+    * Flask-SQLAlchemy's ``db.paginate()``, ``db.first_or_404()``,
+      ``db.one_or_404()`` call ``.scalars()`` / ``.scalar()`` on the result, which
+      would return the first column, not a row, after a column projection.
     """
     frame: t.Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("flask_querymem"):
         frame = frame.f_back
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("sqlalchemy"):
-        if frame.f_code.co_name in ("load_on_pk_identity", "_load_on_pk_identity", "_get_impl"):
-            return True
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith("sqlalchemy"):
+            if frame.f_code.co_name in ("load_on_pk_identity", "_load_on_pk_identity", "_get_impl"):
+                return "get"
+        elif name.startswith("flask_sqlalchemy"):
+            return "scalars"
+        else:
+            return None
         frame = frame.f_back
-    return False
+    return None
 
 
 def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
@@ -97,13 +108,19 @@ def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
     shape = "none"
     if orm_state.is_select and not orm_state.is_from_statement:
         try:
-            if _called_from_get():
-                style = "get"
-            elif (
+            via = _caller_style()
+            legacy = (
                 LABEL_STYLE_LEGACY_ORM is not None
                 and stmt.get_label_style() == LABEL_STYLE_LEGACY_ORM
-            ):
+            )
+            # Legacy Query helpers (Flask-SQLAlchemy's Model.query.paginate() too)
+            # return rows after with_entities(); select() helpers call .scalars().
+            if via == "get":
+                style = "get"
+            elif legacy:
                 style = "query"
+            elif via == "scalars":
+                style = "scalars"
             descs = stmt.column_descriptions
             n_entities = sum(
                 1 for d in descs if d.get("expr") is not None and d.get("expr") is d.get("entity")

@@ -101,6 +101,7 @@ class SuggestionView:
     estimated_bytes: int
     estimated_savings_bytes: int
     highlighted: bool
+    hint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +234,7 @@ def _merge_suggestion(
         estimated_bytes=sum(int(s.get("estimated_bytes", 0) or 0) for s in suggestions),
         estimated_savings_bytes=savings,
         highlighted=savings > 0 and savings >= min_savings_bytes,
+        hint=str(first["hint"]) if first.get("hint") else None,
     )
 
 

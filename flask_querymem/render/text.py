@@ -52,6 +52,8 @@ def render(report: Report, sql_width: int = 70) -> str:
                 f"{'':>5}suggest: {s.code}  (~{format_bytes(s.estimated_bytes)}, "
                 f"saves ~{format_bytes(s.estimated_savings_bytes)})"
             )
+            if s.hint:
+                lines.append(f"{'':>5}        ({s.hint})")
         elif g.note:
             lines.append(f"{'':>5}note: {g.note}")
     if report.errors:
