@@ -23,10 +23,10 @@ import threading
 import time
 import typing as t
 
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from . import attributes
 from .location import find_location
@@ -271,7 +271,7 @@ def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
     if rec is None or not rec.track_reads:
         return
     try:
-        state = instance._sa_instance_state
+        state = instance_state(instance)
         q = rec.by_runid.get(state.runid)
         if q is not None:
             q.reads.add((state.class_, attr.key, code))
@@ -280,29 +280,24 @@ def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
 
 
 def _write_sink(attr: t.Any, instance: t.Any) -> None:
+    _record_write(instance, attr.key)
+
+
+def _record_write(instance: t.Any, key: str) -> None:
     rec = _current.get()
-    if rec is None or not rec.track_reads:
+    if rec is None:
         return
     try:
-        state = instance._sa_instance_state
+        state = instance_state(instance)
         q = rec.by_runid.get(state.runid)
         if q is not None:
-            q.writes.add((state.class_, attr.key))
+            q.writes.add((state.class_, key))
     except Exception:
         _fail(rec, "attribute write")
 
 
 def _on_persistent_to_deleted(session: t.Any, instance: t.Any) -> None:
-    rec = _current.get()
-    if rec is None:
-        return
-    try:
-        state = sa.inspect(instance)
-        q = rec.by_runid.get(state.runid)
-        if q is not None:
-            q.writes.add((state.class_, "<deleted>"))
-    except Exception:
-        _fail(rec, "persistent_to_deleted")
+    _record_write(instance, "<deleted>")
 
 
 # --- installation --------------------------------------------------------------

@@ -473,3 +473,17 @@ def test_session_get_gets_no_projection(session: Session) -> None:
     q = only(report)
     assert q.entities[0].count == 1 and q.entities[0].columns_read == ["name"]
     assert q.suggestion is None  # "select(User.name)" is no replacement for session.get()
+
+
+def test_deleted_instances_are_needed(session: Session) -> None:
+    with profile() as report:
+        doomed = [a for a in session.query(Address).all() if a.city == "Springfield"][:2]
+        for a in doomed:
+            session.delete(a)
+        session.flush()
+    sel = report.queries[0]
+    assert sel.entities[0].columns_read == ["city"]
+    # instances handed to session.delete() are needed: no Row projection
+    assert sel.suggestion is None or sel.suggestion.kind == "load_only"
+    assert any(q.kind == "write" and "DELETE FROM qmt_address" in q.sql for q in report.queries)
+    session.rollback()
