@@ -89,7 +89,7 @@ class _ClassInfo:
     """What analysis needs to know about a mapped class (via ``sqlalchemy.inspect``)."""
 
     def __init__(self, cls: type) -> None:
-        mapper = sa.inspect(cls)
+        mapper: sa.orm.Mapper[t.Any] = sa.inspect(cls)
         self.name = cls.__name__
         self.column_keys = [p.key for p in mapper.column_attrs]
         self.relationship_keys = set(mapper.relationships.keys())

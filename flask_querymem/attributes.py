@@ -89,7 +89,7 @@ def restore_all() -> None:
         for manager in list(_instrumented_managers):
             for attr in list(manager.values()):
                 if type(attr) is TrackedAttribute:
-                    attr.__class__ = InstrumentedAttribute
+                    attr.__class__ = InstrumentedAttribute  # type: ignore[assignment]
         _instrumented_managers.clear()
 
 

@@ -146,7 +146,7 @@ def _rss_mib() -> float:
     ``memory_usage(-1, interval=0, timeout=None)`` samples once (~0.2 ms): the
     same call the classic by-hand investigation wrapped around the query.
     """
-    from memory_profiler import memory_usage
+    from memory_profiler import memory_usage  # type: ignore[import-untyped]
 
     sample = memory_usage(-1, interval=0, timeout=None)
     return float(sample[0] if isinstance(sample, list) else sample)

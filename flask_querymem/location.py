@@ -49,7 +49,7 @@ def find_location(
     extra_ignored: tuple[str, ...] = (), start: FrameType | None = None
 ) -> dict[str, t.Any] | None:
     """Return ``{"file", "line", "function"}`` of the issuing app frame, or None."""
-    frame = start or sys._getframe(1)
+    frame: FrameType | None = start or sys._getframe(1)
     prefixes = DEFAULT_IGNORED + extra_ignored
     while frame is not None:
         g = frame.f_globals

@@ -163,11 +163,11 @@ def _kind_from_sql(statement: str) -> str:
 
 
 def _query_for_cursor(rec: ProfileRecord, statement: str, context: t.Any) -> QueryRecord:
-    qid = None
+    qid: tuple[int, int] | None = None
     if context is not None:
         qid = context.execution_options.get(QID_OPTION)
     if qid is not None and qid[0] == rec.serial and qid[1] < len(rec.queries):
-        q = rec.queries[qid[1]]
+        q: QueryRecord = rec.queries[qid[1]]
         if not q.kind:
             q.kind = _kind_from_sql(statement)
         return q
@@ -272,7 +272,7 @@ def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
         return
     try:
         state = instance_state(instance)
-        q = rec.by_runid.get(state.runid)
+        q = rec.by_runid.get(state.runid)  # type: ignore[arg-type]
         if q is not None:
             q.reads.add((state.class_, attr.key, code))
     except Exception:
@@ -289,7 +289,7 @@ def _record_write(instance: t.Any, key: str) -> None:
         return
     try:
         state = instance_state(instance)
-        q = rec.by_runid.get(state.runid)
+        q = rec.by_runid.get(state.runid)  # type: ignore[arg-type]
         if q is not None:
             q.writes.add((state.class_, key))
     except Exception:
