@@ -1,0 +1,166 @@
+"""Helpers shared by the benchmark scripts: measuring, formatting, the machine.
+
+The scripts are run directly (``python benchmarks/accuracy.py``), so this module
+is imported as ``_common`` from the scripts' own folder. Nothing here imports
+flask-querymem: measuring must not depend on the thing being measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import tracemalloc
+import typing as t
+
+import sqlalchemy as sa
+
+T = t.TypeVar("T")
+
+MiB = 1024 * 1024
+
+
+def retained_bytes(fn: t.Callable[[], T]) -> tuple[T, int]:
+    """Run ``fn`` under tracemalloc and return (its result, bytes still allocated after it).
+
+    The method of the issue: collect garbage, start tracing, read the traced
+    total, run ``fn`` (whose result stays alive: we return it), collect again,
+    read the total again. What ``fn`` allocated and freed does not count.
+    """
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return result, after - before
+
+
+def rss_mib() -> float:
+    """This process's resident set size in MiB, sampled once by memory_profiler."""
+    from memory_profiler import memory_usage
+
+    sample = memory_usage(-1, interval=0, timeout=None)
+    return float(sample[0] if isinstance(sample, list) else sample)
+
+
+def rss_increment_bytes(fn: t.Callable[[], T]) -> tuple[T, int]:
+    """memory_profiler's "Increment" for one line: RSS after ``fn`` minus RSS before.
+
+    Noisy by nature (the allocator keeps freed pages, and pymalloc arenas are
+    reused), so the scripts measure it in a fresh process and judge accuracy by
+    tracemalloc.
+    """
+    gc.collect()
+    before = rss_mib()
+    result = fn()
+    after = rss_mib()
+    return result, int(round((after - before) * MiB))
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    if n >= MiB:
+        return f"{sign}{n / MiB:.1f} MiB"
+    if n >= 1024:
+        return f"{sign}{n / 1024:.1f} KiB"
+    return f"{sign}{n:.0f} B"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:+.1f}%"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def print_table(headers: t.Sequence[str], rows: t.Iterable[t.Sequence[object]]) -> None:
+    """A plain left/right aligned text table (numbers right, first column left)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ).rstrip()
+
+    print(line(cells[0]))
+    print("  ".join("-" * w for w in widths))
+    for r in cells[1:]:
+        print(line(r))
+    sys.stdout.flush()
+
+
+def temp_sqlite_url(name: str) -> tuple[str, tempfile.TemporaryDirectory[str]]:
+    """A SQLite file in a fresh temporary folder (the caller keeps the folder object)."""
+    tmp = tempfile.TemporaryDirectory(prefix="querymem-bench-")
+    return "sqlite:///" + os.path.join(tmp.name, name), tmp
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gib() -> str:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return f"{pages / 1024**3:.0f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        return "RAM unknown"
+
+
+def database_version(engine: sa.Engine) -> str:
+    if engine.dialect.name == "sqlite":
+        return f"SQLite {sqlite3.sqlite_version}"
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                v = conn.execute(sa.text("SHOW server_version")).scalar()
+                return f"PostgreSQL {str(v).split()[0]} ({engine.driver})"
+            v = conn.execute(sa.text("SELECT version()")).scalar()
+            return f"{engine.dialect.name} {v} ({engine.driver})"
+    except Exception as exc:  # noqa: BLE001 - a description only
+        return f"{engine.dialect.name} (version unknown: {type(exc).__name__})"
+
+
+def machine_description(engine: sa.Engine | None = None) -> str:
+    """One line: CPU, cores, RAM, OS, Python, SQLAlchemy, database."""
+    parts = [
+        _cpu_model(),
+        f"{os.cpu_count()} cores",
+        _ram_gib(),
+        f"{platform.system()} {platform.release()}",
+        f"CPython {platform.python_version()}",
+        f"SQLAlchemy {sa.__version__}",
+    ]
+    if engine is not None:
+        parts.append(database_version(engine))
+    return ", ".join(parts)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - printing only
+        return "<database url>"

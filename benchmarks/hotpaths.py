@@ -1,0 +1,265 @@
+"""The profiler's hot paths in isolation: per loaded entity, per attribute read, per profile.
+
+``overhead.py`` times whole requests, where the garbage collector and this
+machine's drifting speed make differences of a few percent hard to see. This
+script times the three places flask-querymem adds work, each with and without
+it, with the garbage collector off during a timed run and the *fastest* of
+``--repeat`` runs kept (timeit's rule: noise only ever adds time). Variants are
+interleaved within each repeat.
+
+* load: ``session.scalars(select(Item)).all()`` of ``--rows`` entities: without
+  any flask-querymem listener, inside ``profile(track_reads=False)``, inside
+  ``profile()`` (the per-instance ``load`` listener and its sampling);
+* read: two attributes per entity, in a Python loop and in a Jinja template:
+  plain SQLAlchemy descriptors, flask-querymem's descriptors with no profile
+  active ("idle": what every other request of a debug process pays), and while
+  profiling (the per-read sink);
+* profile: a whole ``with profile()`` around a 1-row and a 200-row query: the
+  fixed cost of starting, stopping and analysing one profile.
+
+    python benchmarks/hotpaths.py
+    python benchmarks/hotpaths.py --rows 50000 --repeat 21
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import sys
+import time
+import typing as t
+
+import jinja2
+import sqlalchemy as sa
+from _common import machine_description, print_table, redact_url, temp_sqlite_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import flask_querymem
+from flask_querymem import tracking
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    """The same 9 columns as overhead.py's model."""
+
+    __tablename__ = "bench_hot_item"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    email: Mapped[str] = mapped_column(sa.String(255))
+    city: Mapped[str] = mapped_column(sa.String(80))
+    phone: Mapped[str] = mapped_column(sa.String(40))
+    street: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    notes: Mapped[str] = mapped_column(sa.Text)
+
+
+TEMPLATE = "{% for item in items %}<li>{{ item.name }} &lt;{{ item.email }}&gt;</li>\n{% endfor %}"
+
+
+def seed(engine: sa.Engine, rows: int) -> None:
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    epoch = dt.datetime(2023, 1, 1)
+    with engine.begin() as conn:
+        for lo in range(1, rows + 1, 10_000):
+            conn.execute(
+                sa.insert(Item),
+                [
+                    {
+                        "id": i,
+                        "name": f"Customer {i}",
+                        "email": f"customer{i}@example.com",
+                        "city": "Springfield",
+                        "phone": f"+1-555-{i:07d}",
+                        "street": f"{i % 999} Main Street",
+                        "created_at": epoch + dt.timedelta(minutes=i),
+                        "updated_at": epoch + dt.timedelta(minutes=i, seconds=7),
+                        "notes": "notes nobody reads " * (1 + i % 4),
+                    }
+                    for i in range(lo, min(lo + 10_000, rows + 1))
+                ],
+            )
+
+
+def timed(fn: t.Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes with the garbage collector off."""
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
+    finally:
+        gc.enable()
+
+
+class Bench:
+    """The measurements; each ``run_*`` adds one sample of each of its variants."""
+
+    def __init__(self, session: Session, rows: int) -> None:
+        self.session = session
+        self.stmt = sa.select(Item).order_by(Item.id).limit(rows)
+        self.template = jinja2.Environment(autoescape=True).from_string(TEMPLATE)
+        self.best: dict[str, float] = {}
+
+    def keep(self, name: str, fn: t.Callable[[], object]) -> None:
+        fn()  # untimed first run: caches rebuilt after uninstall(), first-profile setup
+        self.session.expunge_all()
+        seconds = timed(fn)
+        self.best[name] = min(self.best.get(name, seconds), seconds)
+
+    def load(self) -> list[Item]:
+        return list(self.session.scalars(self.stmt).all())
+
+    def load_and_drop(self) -> None:
+        self.load()
+        self.session.expunge_all()
+
+    @staticmethod
+    def loop(objs: list[Item]) -> None:
+        for o in objs:
+            o.name  # noqa: B018 - the read is what is timed
+            o.email  # noqa: B018
+
+    def reads(self, suffix: str, objs: list[Item]) -> None:
+        self.keep("read loop " + suffix, lambda: self.loop(objs))
+        self.keep("read template " + suffix, lambda: self.template.render(items=objs))
+
+    def small_query(self, n: int) -> None:
+        objs = self.session.scalars(sa.select(Item).order_by(Item.id).limit(n)).all()
+        [o.name for o in objs]
+        self.session.expunge_all()
+
+    def small_profile(self, n: int) -> None:
+        with flask_querymem.profile():
+            self.small_query(n)
+
+    def run_plain(self) -> None:
+        """No flask-querymem listener, SQLAlchemy's own descriptors."""
+        tracking.uninstall()
+        self.keep("load plain", self.load_and_drop)
+        self.reads("plain", self.load())
+        self.session.expunge_all()
+        for n in (1, 200):
+            self.keep(f"profile {n} plain", lambda: self.small_query(n))  # noqa: B023
+
+    def run_profiled(self) -> None:
+        with flask_querymem.profile(track_reads=False):
+            self.keep("load profiled, no reads", self.load_and_drop)
+        with flask_querymem.profile():
+            self.keep("load profiled", self.load_and_drop)
+            objs = self.load()  # instances of a query of this profile
+            self.reads("profiled", objs)
+        self.reads("idle", objs)  # tracking descriptors, no profile active
+        self.session.expunge_all()
+        for n in (1, 200):
+            self.keep(f"profile {n} profiled", lambda: self.small_profile(n))  # noqa: B023
+
+
+def bench(engine: sa.Engine, rows: int, repeat: int) -> dict[str, float]:
+    """Fastest time of each measurement, in seconds; variants interleaved per repeat."""
+    with Session(engine) as session:
+        b = Bench(session, rows)
+        for _ in range(repeat):
+            b.run_plain()
+            b.run_profiled()
+    tracking.uninstall()
+    return b.best
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Time flask-querymem's per-entity, per-read and per-profile costs in "
+        "isolation (fastest of several runs, garbage collector off).",
+    )
+    p.add_argument("--rows", type=int, default=20_000, help="entities (default: %(default)s)")
+    p.add_argument(
+        "--repeat", type=int, default=9, help="runs per measurement (default: %(default)s)"
+    )
+    p.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (default: a SQLite file in a temporary folder); the benchmark "
+        "creates and drops its bench_hot_item table",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.rows < 200 or args.repeat < 1:
+        print("--rows must be at least 200 and --repeat at least 1", file=sys.stderr)
+        return 2
+    tmp = None
+    url = args.database_url
+    if not url:
+        url, tmp = temp_sqlite_url("hotpaths.sqlite")
+    engine = sa.create_engine(url)
+    print(f"hotpaths: {redact_url(url)}, {args.rows} entities, fastest of {args.repeat} runs")
+    print(f"machine: {machine_description(engine)}")
+    print()
+    try:
+        seed(engine, args.rows)
+        best = bench(engine, args.rows, args.repeat)
+    finally:
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+        if tmp is not None:
+            tmp.cleanup()
+
+    n = args.rows
+    us = 1e6
+
+    def per(name: str, count: float) -> float:
+        return best[name] / count * us
+
+    rows = []
+    for label, base, variant, count, unit in [
+        ("load, per entity (listener only)", "load plain", "load profiled, no reads", n, "us"),
+        ("load, per entity (+ instrumenting)", "load plain", "load profiled", n, "us"),
+        ("read in a loop, per read (idle)", "read loop plain", "read loop idle", 2 * n, "ns"),
+        ("read in a loop, per read", "read loop plain", "read loop profiled", 2 * n, "ns"),
+        (
+            "read in a template, per read (idle)",
+            "read template plain",
+            "read template idle",
+            2 * n,
+            "ns",
+        ),
+        (
+            "read in a template, per read",
+            "read template plain",
+            "read template profiled",
+            2 * n,
+            "ns",
+        ),
+        ("profile of a 1-row query", "profile 1 plain", "profile 1 profiled", 1, "ms"),
+        ("profile of a 200-row query", "profile 200 plain", "profile 200 profiled", 1, "ms"),
+    ]:
+        scale = {"us": 1.0, "ns": 1000.0, "ms": 1e-3}[unit]
+        a = per(base, count) * scale
+        b = per(variant, count) * scale
+        rows.append(
+            (label, f"{a:.2f} {unit}", f"{b:.2f} {unit}", f"{b - a:+.2f} {unit}", f"{b / a:.2f}x")
+        )
+    print_table(["measurement", "without", "with flask-querymem", "added", "ratio"], rows)
+
+    load_added = per("load profiled", n) - per("load plain", n)
+    read_added = (per("read template profiled", 2 * n) - per("read template plain", 2 * n)) * 1000
+    idle_added = (per("read template idle", 2 * n) - per("read template plain", 2 * n)) * 1000
+    fixed = (best["profile 1 profiled"] - best["profile 1 plain"]) * 1000
+    print()
+    print(
+        f"summary: while profiling, +{load_added:.2f} us per loaded entity, "
+        f"+{read_added:.0f} ns per attribute read in a template ({idle_added:+.0f} ns when "
+        f"idle), +{fixed:.2f} ms per profile of a 1-row query"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

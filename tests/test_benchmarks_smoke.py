@@ -1,0 +1,69 @@
+"""The benchmark scripts still run: each one on tiny sizes, in a subprocess.
+
+The benchmarks are not part of the test run (they take minutes and their figures
+depend on the machine); this only checks that each script starts, finishes with
+exit code 0 and prints its summary line. Always on SQLite in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+CASES = {
+    "seed_table": ["--rows", "200"],
+    "accuracy": ["--rows", "200"],
+    "overhead": ["--sizes", "50,100", "--rounds", "1", "--min-seconds", "0"],
+    "hotpaths": ["--rows", "200", "--repeat", "1"],
+}
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        # -W error: a warning in a benchmark is a bug in it, as it would be in a test
+        [sys.executable, "-W", "error", str(BENCHMARKS / f"{script}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_runs_on_tiny_sizes(script: str, tmp_path: pathlib.Path) -> None:
+    url = "sqlite:///" + str(tmp_path / f"{script}.sqlite")
+    proc = run(script, *CASES[script], "--database-url", url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1].startswith("summary: "), proc.stdout[-3000:]
+    assert lines[1].startswith("machine: ")
+    assert proc.stderr == "", proc.stderr[-3000:]
+
+
+def test_every_benchmark_has_help() -> None:
+    # one interpreter for all four: the imports are most of the time
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+        "for script in sys.argv[1:]:\n"
+        "    sys.argv = [script, '--help']\n"
+        "    try:\n"
+        "        runpy.run_path(script, run_name='__main__')\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, (script, exc.code)\n"
+    )
+    scripts = [str(BENCHMARKS / f"{name}.py") for name in sorted(CASES)]
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code, *scripts],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("usage: ") == len(CASES)
