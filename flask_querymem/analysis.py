@@ -27,7 +27,7 @@ from types import CodeType
 
 import sqlalchemy as sa
 
-from .memory import deferred_overhead_bytes, row_bytes
+from .memory import deferred_overhead_bytes, filled_collection_bytes, row_bytes
 from .record import EntityRecord, ProfileRecord, QueryRecord
 from .report import EntityReport, Location, QueryReport, Report, Suggestion, Totals
 
@@ -188,6 +188,7 @@ def _suggest(
     needs_instances = (
         q.shape != "entity"
         or q.style == "scalars"
+        or (q.has_loader_options and q.style != "query")
         or use.internal
         or use.written
         or use.relationships
@@ -251,6 +252,38 @@ def _suggest(
     )
 
 
+def _collection_bytes(rec: ProfileRecord) -> dict[tuple[int, type], int]:
+    """Memory of collections that selectin/subquery loads filled on earlier
+    instances, keyed by (parent query index, parent class).
+
+    Those collections are created after the parents' ``load`` event, so the
+    parents' samples cannot see them; the child queries (one per batch of
+    parents) tell how many members went where.
+    """
+    members: dict[tuple[int, type, str], int] = {}
+    for q in rec.queries:
+        if q.parent_index is None or q.kind != "relationship_load":
+            continue
+        parent = rec.queries[q.parent_index]
+        children = [e for e in q.entities.values() if e.count]
+        for pcls, pent in parent.entities.items():
+            if not pent.count:
+                continue
+            pmapper: sa.orm.Mapper[t.Any] = sa.inspect(pcls)
+            for rel in pmapper.relationships:
+                if rel.uselist and any(issubclass(c.cls, rel.mapper.class_) for c in children):
+                    key = (parent.index, pcls, rel.key)
+                    members[key] = members.get(key, 0) + sum(c.count for c in children)
+                    break
+    out: dict[tuple[int, type], int] = {}
+    for (index, pcls, _key), n_members in members.items():
+        n_parents = rec.queries[index].entities[pcls].count
+        out[(index, pcls)] = out.get((index, pcls), 0) + n_parents * filled_collection_bytes(
+            n_members / n_parents
+        )
+    return out
+
+
 def analyse(rec: ProfileRecord) -> Report:
     """Build the report for one finished profile."""
     infos: dict[type, _ClassInfo] = {}
@@ -268,6 +301,7 @@ def analyse(rec: ProfileRecord) -> Report:
         if any(e.refreshed for e in q.entities.values()):
             refresh_reads.extend(q.reads)
 
+    collections = _collection_bytes(rec)
     queries: list[QueryReport] = []
     totals = Totals(queries=len(rec.queries))
     for q in rec.queries:
@@ -282,7 +316,7 @@ def analyse(rec: ProfileRecord) -> Report:
                 continue
             use = usages[cls] = _usage(q, cls, info, refresh_reads)
             per_instance, _ = _entity_bytes(ent)
-            est = int(per_instance * ent.count)
+            est = int(per_instance * ent.count) + collections.get((q.index, cls), 0)
             q_bytes += est
             entities.append(
                 EntityReport(

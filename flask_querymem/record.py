@@ -31,6 +31,7 @@ class EntityRecord:
 
     cls: type
     column_keys: tuple[str, ...] = ()
+    collection_keys: tuple[str, ...] = ()
     count: int = 0
     refreshed: int = 0
     next_sample: int = 1
@@ -63,7 +64,8 @@ class QueryRecord:
     sql: str = ""
     statements: int = 0
     duration_ms: float = 0.0
-    parent_index: int | None = None  # for lazy/relationship loads: nothing yet
+    parent_index: int | None = None  # the query whose eager load option ran this one
+    has_loader_options: bool = False
     entities: dict[type, EntityRecord] = field(default_factory=dict)
     # (class, attribute key, code object of the reading frame)
     reads: set[tuple[type, str, CodeType | None]] = field(default_factory=set)

@@ -25,7 +25,7 @@ import typing as t
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm import Mapper, Session, UserDefinedOption
 from sqlalchemy.orm.attributes import instance_state
 
 from . import attributes
@@ -144,6 +144,17 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         kind, style, shape = _statement_info(orm_state)
         q = rec.new_query(kind, find_location(rec.ignore_modules))
         q.style, q.shape = style, shape
+        # A selectin/subquery load runs with its parent query's options: remember
+        # the parent (its instances hold the collections this load fills).
+        parent = orm_state.execution_options.get(QID_OPTION)
+        if parent is not None and parent[0] == rec.serial:
+            q.parent_index = parent[1]
+        # Loader options (joinedload, selectinload, ...) cannot stay on a 2.0-style
+        # column select; Executable._with_options is the only place they are listed.
+        q.has_loader_options = any(
+            not isinstance(o, UserDefinedOption)
+            for o in getattr(orm_state.statement, "_with_options", ())
+        )
         orm_state.update_execution_options(**{QID_OPTION: (rec.serial, q.index)})
     except Exception:
         _fail(rec, "do_orm_execute")
@@ -237,12 +248,13 @@ def _on_load(state: t.Any, context: t.Any) -> None:
             ent = q.entity(cls)
             mapper = state.manager.mapper
             ent.column_keys = tuple(p.key for p in mapper.column_attrs)
+            ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
             if rec.track_reads:
                 attributes.instrument_manager(state.manager)
         ent.count += 1
         if ent.count >= ent.next_sample:
             dict_ = state.dict
-            size = measure_instance(state, dict_, ent.column_keys)
+            size = measure_instance(state, dict_, ent.column_keys, ent.collection_keys)
             ent.columns_loaded.update(size.values)
             ent.add_sample(size)
     except Exception:

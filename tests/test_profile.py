@@ -487,3 +487,27 @@ def test_deleted_instances_are_needed(session: Session) -> None:
     assert sel.suggestion is None or sel.suggestion.kind == "load_only"
     assert any(q.kind == "write" and "DELETE FROM qmt_address" in q.sql for q in report.queries)
     session.rollback()
+
+
+def test_select_with_loader_option_gets_no_column_projection(session: Session) -> None:
+    with profile() as report:
+        users = session.scalars(sa.select(User).options(selectinload(User.addresses))).all()
+        names = [u.name for u in users]
+    assert len(names) == 20
+    sel = report.queries[0]
+    # select(User.name).options(selectinload(...)) raises ArgumentError: never suggest it
+    assert sel.suggestion is None or sel.suggestion.kind == "load_only"
+    if sel.suggestion is not None:
+        session.expunge_all()
+        stmt = eval(  # noqa: S307
+            "sa.select(User).options(selectinload(User.addresses))" + sel.suggestion.code
+        )
+        assert [u.name for u in session.scalars(stmt)] == names
+    # the collections the selectin load filled count for the users that hold them
+    rel = report.queries[1]
+    assert rel.kind == "relationship_load"
+    users_only = sel.entities[0].estimated_bytes
+    with profile() as plain:
+        session.expunge_all()
+        session.scalars(sa.select(User)).all()
+    assert users_only > plain.queries[0].entities[0].estimated_bytes + 20 * 700
