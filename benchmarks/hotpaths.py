@@ -4,16 +4,17 @@
 machine's drifting speed make differences of a few percent hard to see. This
 script times the three places flask-querymem adds work, each with and without
 it, with the garbage collector off during a timed run and the *fastest* of
-``--repeat`` runs kept (timeit's rule: noise only ever adds time). Variants are
-interleaved within each repeat.
+3 x ``--repeat`` runs kept (timeit's rule: noise only ever adds time). Variants
+alternate run by run, so each variant's fastest run comes from the same stretch
+of time as the others'.
 
 * load: ``session.scalars(select(Item)).all()`` of ``--rows`` entities: without
   any flask-querymem listener, inside ``profile(track_reads=False)``, inside
   ``profile()`` (the per-instance ``load`` listener and its sampling);
 * read: two attributes per entity, in a Python loop and in a Jinja template:
-  plain SQLAlchemy descriptors, flask-querymem's descriptors with no profile
-  active ("idle": what every other request of a debug process pays), and while
-  profiling (the per-read sink);
+  plain SQLAlchemy descriptors (a second class on the same table, never
+  profiled), flask-querymem's descriptors with no profile active ("idle": they
+  stay on a class once it was profiled), and while profiling (the per-read sink);
 * profile: a whole ``with profile()`` around a 1-row and a 200-row query: the
   fixed cost of starting, stopping and analysing one profile.
 
@@ -58,6 +59,13 @@ class Item(Base):
     notes: Mapped[str] = mapped_column(sa.Text)
 
 
+class ItemPlain(Base):
+    """Item's table under a second class that no profile ever loads, so its
+    descriptors stay SQLAlchemy's own while Item's are flask-querymem's."""
+
+    __table__ = Item.__table__
+
+
 TEMPLATE = "{% for item in items %}<li>{{ item.name }} &lt;{{ item.email }}&gt;</li>\n{% endfor %}"
 
 
@@ -99,36 +107,36 @@ def timed(fn: t.Callable[[], object]) -> float:
 
 
 class Bench:
-    """The measurements; each ``run_*`` adds one sample of each of its variants."""
+    """The measurements. Variants of one measurement alternate within each repeat,
+    so the fastest run of each comes from the same stretch of time."""
 
     def __init__(self, session: Session, rows: int) -> None:
         self.session = session
-        self.stmt = sa.select(Item).order_by(Item.id).limit(rows)
+        self.rows = rows
         self.template = jinja2.Environment(autoescape=True).from_string(TEMPLATE)
         self.best: dict[str, float] = {}
 
-    def keep(self, name: str, fn: t.Callable[[], object]) -> None:
-        fn()  # untimed first run: caches rebuilt after uninstall(), first-profile setup
-        self.session.expunge_all()
-        seconds = timed(fn)
+    def keep(self, name: str, seconds: float) -> None:
         self.best[name] = min(self.best.get(name, seconds), seconds)
 
-    def load(self) -> list[Item]:
-        return list(self.session.scalars(self.stmt).all())
+    def load(self, cls: type = Item, n: int | None = None) -> list[t.Any]:
+        stmt = sa.select(cls).order_by(cls.id).limit(n or self.rows)  # type: ignore[attr-defined]
+        return list(self.session.scalars(stmt).all())
 
-    def load_and_drop(self) -> None:
-        self.load()
+    def timed_load(self, name: str) -> None:
+        self.load(n=1)  # same statement (the limit is a parameter): rebuilds caches
+        self.session.expunge_all()
+        self.keep(name, timed(self.load))
         self.session.expunge_all()
 
     @staticmethod
-    def loop(objs: list[Item]) -> None:
+    def loop(objs: list[t.Any]) -> None:
         for o in objs:
             o.name  # noqa: B018 - the read is what is timed
             o.email  # noqa: B018
 
-    def reads(self, suffix: str, objs: list[Item]) -> None:
-        self.keep("read loop " + suffix, lambda: self.loop(objs))
-        self.keep("read template " + suffix, lambda: self.template.render(items=objs))
+    def render(self, objs: list[t.Any]) -> None:
+        self.template.render(items=objs)
 
     def small_query(self, n: int) -> None:
         objs = self.session.scalars(sa.select(Item).order_by(Item.id).limit(n)).all()
@@ -139,35 +147,49 @@ class Bench:
         with flask_querymem.profile():
             self.small_query(n)
 
-    def run_plain(self) -> None:
-        """No flask-querymem listener, SQLAlchemy's own descriptors."""
-        tracking.uninstall()
-        self.keep("load plain", self.load_and_drop)
-        self.reads("plain", self.load())
-        self.session.expunge_all()
-        for n in (1, 200):
-            self.keep(f"profile {n} plain", lambda: self.small_query(n))  # noqa: B023
+    def run_loads(self) -> None:
+        for _ in range(3):
+            tracking.uninstall()  # no listener at all: a production process
+            self.timed_load("load plain")
+            with flask_querymem.profile(track_reads=False):
+                self.timed_load("load profiled, no reads")
+            with flask_querymem.profile():
+                self.timed_load("load profiled")
 
-    def run_profiled(self) -> None:
-        with flask_querymem.profile(track_reads=False):
-            self.keep("load profiled, no reads", self.load_and_drop)
+    def run_reads(self, plain: list[t.Any]) -> None:
+        """``plain``: ItemPlain instances (SQLAlchemy's own descriptors)."""
+        what_fns = (("loop", self.loop), ("template", self.render))
         with flask_querymem.profile():
-            self.keep("load profiled", self.load_and_drop)
-            objs = self.load()  # instances of a query of this profile
-            self.reads("profiled", objs)
-        self.reads("idle", objs)  # tracking descriptors, no profile active
+            tracked = self.load()  # Item instances of a query of this profile
+            for _ in range(3):
+                for what, fn in what_fns:
+                    self.keep(f"read {what} plain", timed(lambda: fn(plain)))  # noqa: B023
+                    self.keep(f"read {what} profiled", timed(lambda: fn(tracked)))  # noqa: B023
+        # no profile active anywhere: flask-querymem's descriptors stay on the class
+        for _ in range(3):
+            for what, fn in what_fns:
+                self.keep(f"read {what} plain", timed(lambda: fn(plain)))  # noqa: B023
+                self.keep(f"read {what} idle", timed(lambda: fn(tracked)))  # noqa: B023
+        tracked.clear()
         self.session.expunge_all()
-        for n in (1, 200):
-            self.keep(f"profile {n} profiled", lambda: self.small_profile(n))  # noqa: B023
+
+    def run_profiles(self) -> None:
+        for _ in range(3):
+            for n in (1, 200):
+                self.keep(f"profile {n} plain", timed(lambda: self.small_query(n)))  # noqa: B023
+                self.keep(f"profile {n} profiled", timed(lambda: self.small_profile(n)))  # noqa: B023
 
 
 def bench(engine: sa.Engine, rows: int, repeat: int) -> dict[str, float]:
-    """Fastest time of each measurement, in seconds; variants interleaved per repeat."""
+    """Fastest time of each measurement, in seconds."""
     with Session(engine) as session:
         b = Bench(session, rows)
+        plain = b.load(ItemPlain)
+        b.small_profile(200)  # first profile: installs listeners, instruments Item
         for _ in range(repeat):
-            b.run_plain()
-            b.run_profiled()
+            b.run_loads()
+            b.run_reads(plain)
+            b.run_profiles()
     tracking.uninstall()
     return b.best
 
@@ -179,7 +201,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--rows", type=int, default=20_000, help="entities (default: %(default)s)")
     p.add_argument(
-        "--repeat", type=int, default=9, help="runs per measurement (default: %(default)s)"
+        "--repeat",
+        type=int,
+        default=5,
+        help="repeats; each runs every measurement 3 times (default: %(default)s)",
     )
     p.add_argument(
         "--database-url",
@@ -199,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if not url:
         url, tmp = temp_sqlite_url("hotpaths.sqlite")
     engine = sa.create_engine(url)
-    print(f"hotpaths: {redact_url(url)}, {args.rows} entities, fastest of {args.repeat} runs")
+    print(f"hotpaths: {redact_url(url)}, {args.rows} entities, fastest of {3 * args.repeat} runs")
     print(f"machine: {machine_description(engine)}")
     print()
     try:
@@ -219,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for label, base, variant, count, unit in [
-        ("load, per entity (listener only)", "load plain", "load profiled, no reads", n, "us"),
-        ("load, per entity (+ instrumenting)", "load plain", "load profiled", n, "us"),
+        ("load, per entity, track_reads=False", "load plain", "load profiled, no reads", n, "us"),
+        ("load, per entity", "load plain", "load profiled", n, "us"),
         ("read in a loop, per read (idle)", "read loop plain", "read loop idle", 2 * n, "ns"),
         ("read in a loop, per read", "read loop plain", "read loop profiled", 2 * n, "ns"),
         (
