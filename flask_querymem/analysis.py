@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import typing as t
+import weakref
 from types import CodeType
 
 import sqlalchemy as sa
@@ -113,6 +114,18 @@ class _ClassInfo:
         self.codes = model_code_objects(cls)
 
 
+# Walking a model's classes for code objects costs ~1.5 ms: do it once per class
+# (weakly keyed: classes made and dropped at runtime, as in tests, are not kept).
+_class_infos: weakref.WeakKeyDictionary[type, _ClassInfo] = weakref.WeakKeyDictionary()
+
+
+def _class_info(cls: type) -> _ClassInfo:
+    info = _class_infos.get(cls)
+    if info is None:
+        info = _class_infos[cls] = _ClassInfo(cls)
+    return info
+
+
 class _Usage:
     def __init__(self) -> None:
         self.columns: set[str] = set()
@@ -127,7 +140,8 @@ def _usage(
 ) -> _Usage:
     u = _Usage()
     cols = set(info.column_keys)
-    for rcls, key, code in [*q.reads, *extra_reads]:
+    own = [(rcls, key, code) for (rcls, key, _), code in q.reads.items()]
+    for rcls, key, code in [*own, *extra_reads]:
         if rcls is not cls:
             continue
         if key in cols:
@@ -290,7 +304,7 @@ def analyse(rec: ProfileRecord) -> Report:
 
     def info_for(cls: type) -> _ClassInfo:
         if cls not in infos:
-            infos[cls] = _ClassInfo(cls)
+            infos[cls] = _class_info(cls)
         return infos[cls]
 
     # Reads made after a refresh (expired attributes, deferred columns) carry the
@@ -299,7 +313,7 @@ def analyse(rec: ProfileRecord) -> Report:
     refresh_reads: list[tuple[type, str, t.Any]] = []
     for q in rec.queries:
         if any(e.refreshed for e in q.entities.values()):
-            refresh_reads.extend(q.reads)
+            refresh_reads.extend((rcls, key, code) for (rcls, key, _), code in q.reads.items())
 
     collections = _collection_bytes(rec)
     queries: list[QueryReport] = []

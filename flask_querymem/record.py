@@ -67,8 +67,10 @@ class QueryRecord:
     parent_index: int | None = None  # the query whose eager load option ran this one
     has_loader_options: bool = False
     entities: dict[type, EntityRecord] = field(default_factory=dict)
-    # (class, attribute key, code object of the reading frame)
-    reads: set[tuple[type, str, CodeType | None]] = field(default_factory=set)
+    # (class, attribute key, id of the reading frame's code) -> that code object.
+    # Keyed by id because hashing a code object hashes its bytecode on every read;
+    # the value keeps the code alive, so the id cannot be reused meanwhile.
+    reads: dict[tuple[type, str, int], CodeType] = field(default_factory=dict)
     writes: set[tuple[type, str]] = field(default_factory=set)
 
     def entity(self, cls: type) -> EntityRecord:

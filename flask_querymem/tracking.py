@@ -286,7 +286,9 @@ def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
         state = instance_state(instance)
         q = rec.by_runid.get(state.runid)  # type: ignore[arg-type]
         if q is not None:
-            q.reads.add((state.class_, attr.key, code))
+            key = (state.class_, attr.key, id(code))
+            if key not in q.reads:
+                q.reads[key] = code
     except Exception:
         _fail(rec, "attribute read")
 
