@@ -7,6 +7,7 @@ flask-querymem: measuring must not depend on the thing being measured.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import os
 import platform
@@ -17,6 +18,7 @@ import tracemalloc
 import typing as t
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
 
 T = t.TypeVar("T")
 
@@ -164,3 +166,18 @@ def redact_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - printing only
         return "<database url>"
+
+
+class ItemColumns:
+    """The 9-column ``Item`` shared by overhead.py and hotpaths.py (a mixin, so
+    each script maps it on its own base or Flask-SQLAlchemy model)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    email: Mapped[str] = mapped_column(sa.String(255))
+    city: Mapped[str] = mapped_column(sa.String(80))
+    phone: Mapped[str] = mapped_column(sa.String(40))
+    street: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    notes: Mapped[str] = mapped_column(sa.Text)

@@ -33,8 +33,8 @@ import typing as t
 
 import jinja2
 import sqlalchemy as sa
-from _common import machine_description, print_table, redact_url, temp_sqlite_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from _common import ItemColumns, machine_description, print_table, redact_url, temp_sqlite_url
+from sqlalchemy.orm import DeclarativeBase, Session
 
 import flask_querymem
 from flask_querymem import tracking
@@ -44,19 +44,10 @@ class Base(DeclarativeBase):
     pass
 
 
-class Item(Base):
+class Item(ItemColumns, Base):
     """The same 9 columns as overhead.py's model."""
 
     __tablename__ = "bench_hot_item"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(120))
-    email: Mapped[str] = mapped_column(sa.String(255))
-    city: Mapped[str] = mapped_column(sa.String(80))
-    phone: Mapped[str] = mapped_column(sa.String(40))
-    street: Mapped[str] = mapped_column(sa.String(200))
-    created_at: Mapped[dt.datetime]
-    updated_at: Mapped[dt.datetime]
-    notes: Mapped[str] = mapped_column(sa.Text)
 
 
 class ItemPlain(Base):

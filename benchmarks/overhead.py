@@ -55,6 +55,7 @@ import typing as t
 
 import sqlalchemy as sa
 from _common import (
+    ItemColumns,
     fmt_bytes,
     machine_description,
     print_table,
@@ -62,7 +63,7 @@ from _common import (
     retained_bytes,
     temp_sqlite_url,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase
 
 CONFIGS = {
     "A": "no extensions",
@@ -107,17 +108,8 @@ def make_db() -> tuple[t.Any, type]:
 
     db = SQLAlchemy(model_class=Base)
 
-    class Item(db.Model):  # type: ignore[name-defined,misc]
+    class Item(ItemColumns, db.Model):  # type: ignore[name-defined,misc]
         __tablename__ = "bench_item"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[str] = mapped_column(sa.String(120))
-        email: Mapped[str] = mapped_column(sa.String(255))
-        city: Mapped[str] = mapped_column(sa.String(80))
-        phone: Mapped[str] = mapped_column(sa.String(40))
-        street: Mapped[str] = mapped_column(sa.String(200))
-        created_at: Mapped[dt.datetime]
-        updated_at: Mapped[dt.datetime]
-        notes: Mapped[str] = mapped_column(sa.Text)
 
     return db, Item
 

@@ -35,9 +35,6 @@ LIST_SLOT_BYTES = 9
 #: per-instance ``callables`` dict (measured with tracemalloc).
 STATE_DICT_GROWTH_BYTES = 64
 
-_SHARED_TYPES = (type(None), bool)
-
-
 def value_bytes(value: object, _depth: int = 0) -> int:
     """Memory a fresh column value holds, 0 for objects CPython shares."""
     if value is None or value is True or value is False:

@@ -39,9 +39,6 @@ class EntityRecord:
     samples: list[InstanceSize] = field(default_factory=list)
     warmup_samples: list[InstanceSize] = field(default_factory=list)
 
-    def wants_sample(self) -> bool:
-        return self.count >= self.next_sample
-
     def add_sample(self, size: InstanceSize) -> None:
         if self.count <= WARMUP_INSTANCES:
             self.warmup_samples.append(size)
