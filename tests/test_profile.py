@@ -413,7 +413,7 @@ def test_to_dict_schema(session: Session) -> None:
         "estimated_bytes",
         "suggestion",
     }
-    assert set(q["location"]) == {"file", "line", "function"}
+    assert set(q["location"]) >= {"file", "line", "function", "callers", "context"}
     assert set(q["entities"][0]) >= {
         "model",
         "count",
