@@ -46,7 +46,9 @@ def _ignored(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def find_location(
-    extra_ignored: tuple[str, ...] = (), start: FrameType | None = None
+    extra_ignored: tuple[str, ...] = (),
+    start: FrameType | None = None,
+    roots: tuple[str, ...] = (),
 ) -> dict[str, t.Any] | None:
     """Return ``{"file", "line", "function"}`` of the issuing app frame, or None."""
     frame: FrameType | None = start or sys._getframe(1)
@@ -81,3 +83,16 @@ def find_location(
                 }
         frame = frame.f_back
     return None
+
+
+def app_roots_for(app: t.Any) -> tuple[str, ...]:
+    """Folders holding a Flask app's own code: its ``root_path`` and the folder of
+    the top-level package it was imported from (an app factory in ``proj/app/``
+    with models in ``proj/models.py`` has both)."""
+    roots = [str(app.root_path)]
+    top = str(getattr(app, "import_name", "") or "").split(".", 1)[0]
+    module = sys.modules.get(top) if top and top != "__main__" else None
+    path = getattr(module, "__file__", None) if module is not None else None
+    if path and os.path.basename(path) == "__init__.py":
+        roots.append(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    return tuple(dict.fromkeys(roots))
