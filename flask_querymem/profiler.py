@@ -2,14 +2,18 @@
 
 A profile covers every SQLAlchemy Session used in the current context
 (``contextvars``): the thread, asyncio task or greenlet that started it, so
-queries of other threads are never mixed in. Nothing is installed until the
-first profile starts.
+queries of other threads are never mixed in. Profiles nest: every active
+profile of a context sees every event (the outer one sees all queries, an
+inner one those issued while it runs), so ``profile()`` inside a request
+profiled by the extension, or inside another ``profile()``, works.
+Nothing is installed until the first profile starts.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 import typing as t
 
@@ -26,16 +30,31 @@ class Profiler:
     """Start/stop form of :func:`profile`, for hooks that begin and end in
     different functions (a Flask ``before_request``/``after_request`` pair).
 
-    ``stop()`` must run in the same context as ``start()``; it never raises.
+    ``stop()`` should run in the same context as ``start()``; it never raises.
+
+    ``app_roots``: folders whose files are the application's own code; a
+    query's location is the innermost frame under one of them (default: the
+    current working directory when the profile starts).
+    ``min_suggest_bytes``: no suggestion saving less than this (the estimate's
+    error would swallow it).
     """
 
-    def __init__(self, track_reads: bool = True, ignore_modules: t.Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        track_reads: bool = True,
+        ignore_modules: t.Iterable[str] = (),
+        app_roots: t.Iterable[str] = (),
+        min_suggest_bytes: int = 0,
+    ) -> None:
         if isinstance(ignore_modules, str):
             ignore_modules = (ignore_modules,)
+        if isinstance(app_roots, str):
+            app_roots = (app_roots,)
         self.track_reads = bool(track_reads)
         self.ignore_modules = tuple(ignore_modules)
+        self.app_roots = tuple(app_roots)
+        self.min_suggest_bytes = int(min_suggest_bytes)
         self._record: ProfileRecord | None = None
-        self._token: contextvars.Token[ProfileRecord | None] | None = None
         self.report: Report | None = None
 
     @property
@@ -47,20 +66,25 @@ class Profiler:
             raise RuntimeError(
                 "this Profiler is already running; call stop() first or use a new Profiler"
             )
-        rec = ProfileRecord(track_reads=self.track_reads, ignore_modules=self.ignore_modules)
-        self._token = tracking.activate(rec)
+        rec = ProfileRecord(
+            track_reads=self.track_reads,
+            ignore_modules=self.ignore_modules,
+            app_roots=self.app_roots,
+            min_suggest_bytes=self.min_suggest_bytes,
+        )
+        tracking.activate(rec)
         self._record = rec
         self.report = None
         return self
 
     def stop(self) -> Report:
         """Deactivate and analyse. Returns an empty report (and logs) on internal errors."""
-        rec, token = self._record, self._token
+        rec = self._record
         if rec is None:
             return self.report if self.report is not None else Report()
-        self._record = self._token = None
+        self._record = None
         try:
-            tracking.deactivate(rec, token)
+            tracking.deactivate(rec)
         except Exception:
             logger.exception("flask-querymem: error while stopping the profile (ignored)")
         try:
@@ -78,17 +102,33 @@ class profile:  # noqa: N801 - used like a function: ``with profile() as report`
 
     ``with profile() as report:`` gives a :class:`Report` that is filled in when
     the block ends (also when it raises; the exception passes through).
+
+    As a decorator (``@profile()``) it works on plain and ``async`` functions;
+    ``fn.last_report()`` returns the report of the last call made *in the
+    calling context* (thread, asyncio task), so concurrent callers never see
+    each other's reports.
     """
 
-    def __init__(self, track_reads: bool = True, ignore_modules: t.Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        track_reads: bool = True,
+        ignore_modules: t.Iterable[str] = (),
+        app_roots: t.Iterable[str] = (),
+        min_suggest_bytes: int = 0,
+    ) -> None:
         if callable(track_reads) and not isinstance(track_reads, bool):
             raise TypeError("profile must be called: use @profile() or `with profile() as report:`")
-        self._kwargs = {"track_reads": track_reads, "ignore_modules": ignore_modules}
+        self._kwargs: dict[str, t.Any] = {
+            "track_reads": track_reads,
+            "ignore_modules": ignore_modules,
+            "app_roots": app_roots,
+            "min_suggest_bytes": min_suggest_bytes,
+        }
         self._profiler: Profiler | None = None
         self.report = Report()
 
     def __enter__(self) -> Report:
-        self._profiler = Profiler(**self._kwargs)  # type: ignore[arg-type]
+        self._profiler = Profiler(**self._kwargs)
         self.report = Report()
         self._profiler.start()
         return self.report
@@ -104,12 +144,34 @@ class profile:  # noqa: N801 - used like a function: ``with profile() as report`
         self.report.errors = result.errors
 
     def __call__(self, fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            with profile(**self._kwargs) as report:  # type: ignore[arg-type]
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    wrapper.last_report = report  # type: ignore[attr-defined]
+        kwargs = self._kwargs
+        last: contextvars.ContextVar[Report | None] = contextvars.ContextVar(
+            f"flask_querymem_last_report_{getattr(fn, '__qualname__', 'fn')}", default=None
+        )
 
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: t.Any, **kw: t.Any) -> t.Any:
+                # The coroutine runs in the awaiting task's context: the profile
+                # and `last` are that task's own.
+                with profile(**kwargs) as report:
+                    try:
+                        return await fn(*args, **kw)
+                    finally:
+                        last.set(report)
+
+            wrapper: t.Any = async_wrapper
+        else:
+
+            @functools.wraps(fn)
+            def sync_wrapper(*args: t.Any, **kw: t.Any) -> t.Any:
+                with profile(**kwargs) as report:
+                    try:
+                        return fn(*args, **kw)
+                    finally:
+                        last.set(report)
+
+            wrapper = sync_wrapper
+        wrapper.last_report = last.get
         return t.cast(F, wrapper)

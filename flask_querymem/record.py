@@ -1,10 +1,14 @@
 """Plain records of what happened during one profile.
 
 Filled by the listeners in ``tracking.py`` and ``attributes.py``; read once by
-``analysis.py``. They hold classes and code objects, never the user's ORM
+``analysis``. They hold classes and code objects, never the user's ORM
 instances, and grow with the number of distinct queries and attributes, not
 with the number of rows loaded (instances are counted and a spread sample is
 sized as it loads).
+
+A ``QueryRecord`` is shared by every profile active when the query ran (the
+outer profile sees all queries, a nested one those issued while it runs), so
+each event is recorded once whatever the nesting depth.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from types import CodeType
 from .memory import InstanceSize
 
 _serials = itertools.count(1)
+_query_ids = itertools.count(1)
 
 #: Samples kept per (query, class): a spread sample is enough for a mean.
 MAX_SAMPLES = 400
@@ -33,7 +38,7 @@ class EntityRecord:
     column_keys: tuple[str, ...] = ()
     collection_keys: tuple[str, ...] = ()
     count: int = 0
-    refreshed: int = 0
+    refreshed: int = 0  # of ``count``: rows already in the session, refreshed by this query
     next_sample: int = 1
     columns_loaded: set[str] = field(default_factory=set)
     samples: list[InstanceSize] = field(default_factory=list)
@@ -53,15 +58,15 @@ class EntityRecord:
 
 @dataclass
 class QueryRecord:
-    index: int
     kind: str
     location: dict[str, t.Any] | None
-    style: str = "core"  # "query" (legacy Query), "select" (2.0 style), "core"
+    qid: int = field(default_factory=lambda: next(_query_ids))
+    style: str = "core"  # "query" (legacy Query), "select" (2.0 style), "scalars", "get", "core"
     shape: str = "none"  # "entity" (one full entity), "multi", "columns", "none"
     sql: str = ""
     statements: int = 0
     duration_ms: float = 0.0
-    parent_index: int | None = None  # the query whose eager load option ran this one
+    parent: QueryRecord | None = None  # the query whose eager load option ran this one
     has_loader_options: bool = False
     entities: dict[type, EntityRecord] = field(default_factory=dict)
     # (class, attribute key, id of the reading frame's code) -> that code object.
@@ -83,14 +88,17 @@ class ProfileRecord:
 
     track_reads: bool = True
     ignore_modules: tuple[str, ...] = ()
+    app_roots: tuple[str, ...] = ()
+    min_suggest_bytes: int = 0
     serial: int = field(default_factory=lambda: next(_serials))
     queries: list[QueryRecord] = field(default_factory=list)
+    by_qid: dict[int, QueryRecord] = field(default_factory=dict)
     # QueryContext.runid -> query whose loads carry it (None: not ours)
     by_runid: dict[int, QueryRecord | None] = field(default_factory=dict)
     cursor_starts: dict[int, tuple[QueryRecord, float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    failed_sites: dict[str, int] = field(default_factory=dict)  # where -> failures
 
-    def new_query(self, kind: str, location: dict[str, t.Any] | None) -> QueryRecord:
-        q = QueryRecord(index=len(self.queries), kind=kind, location=location)
+    def add_query(self, q: QueryRecord) -> None:
         self.queries.append(q)
-        return q
+        self.by_qid[q.qid] = q

@@ -2,295 +2,308 @@
 
 Installed once, on the first profile (``install()``), and fully removable
 (``uninstall()``). Every listener returns at once when no profile is active in
-the current context, and never raises: a failure is logged and the profile is
-marked, the user's query carries on.
+the current context, and never raises: a failure is logged once per failure
+site and profile, counted, and the user's query carries on.
 
-How instances are tied to their query: ``do_orm_execute`` puts our query number
+Profiles nest: the current context holds a *stack* of active profiles, and a
+query record is shared by all of them (the outer sees every query, an inner
+one those issued while it runs).
+
+How instances are tied to their query: ``do_orm_execute`` puts our query id
 into the execution options; SQLAlchemy copies them to the ``QueryContext`` the
 mapper ``load`` event receives and to the Core ``ExecutionContext`` the cursor
 events receive. Each ``QueryContext`` has a ``runid`` that SQLAlchemy also
 stores on every ``InstanceState`` it populates (``state.runid``), so an
 attribute read maps back to its query through one dict keyed by runid, with no
-per-instance bookkeeping of ours.
+per-instance bookkeeping of ours. That dict is process-wide (runids are unique
+across threads), so a read made in another thread (a ``ThreadPoolExecutor``
+does not copy context variables) is still attributed to the right query.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import sys
 import threading
 import time
 import typing as t
+import weakref
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapper, Session, UserDefinedOption
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
-from . import attributes
+from . import _sa_compat as compat
+from . import attributes, classify
 from .location import find_location
 from .memory import measure_instance
-from .record import ProfileRecord, QueryRecord
+from .record import EntityRecord, ProfileRecord, QueryRecord
 
 logger = logging.getLogger("flask_querymem")
 
 QID_OPTION = "_querymem_qid"
 
-_current: contextvars.ContextVar[ProfileRecord | None] = contextvars.ContextVar(
-    "flask_querymem_profile", default=None
+_stack: contextvars.ContextVar[tuple[ProfileRecord, ...]] = contextvars.ContextVar(
+    "flask_querymem_profiles", default=()
 )
 
 _install_lock = threading.Lock()
 _installed = False
-_active_readers = 0  # profiles tracking reads, across all threads
+_active: list[ProfileRecord] = []  # every active profile, all threads
+_active_readers = 0  # of those, profiles tracking reads
 
-try:  # LABEL_STYLE_LEGACY_ORM marks statements built by the legacy Query API
-    # (an internal member of the public SelectLabelStyle enum; no public flag exists).
-    from sqlalchemy.sql.selectable import SelectLabelStyle
+# runid -> query, for every query of an active profile that tracks reads (all threads)
+_runids: dict[int, QueryRecord] = {}
+# Rows that were already in the session when a query returned them: SQLAlchemy
+# refreshes them in place and keeps their old runid, so their reads are also
+# attributed to the queries that returned them again (weak: never keeps a row).
+_refreshed: weakref.WeakKeyDictionary[t.Any, tuple[QueryRecord, ...]] = weakref.WeakKeyDictionary()
+_logged_without_profile: set[str] = set()
 
-    LABEL_STYLE_LEGACY_ORM: t.Any = SelectLabelStyle.LABEL_STYLE_LEGACY_ORM
-except (ImportError, AttributeError):  # pragma: no cover
-    LABEL_STYLE_LEGACY_ORM = None
+
+def _version_tag() -> str:
+    from . import __version__
+
+    return f"flask-querymem {__version__}, SQLAlchemy {compat.SA_VERSION}"
 
 
-def _fail(rec: ProfileRecord | None, where: str) -> None:
-    logger.exception("flask-querymem: error in %s (ignored; the query was not affected)", where)
-    if rec is not None and len(rec.errors) < 20:
-        rec.errors.append(where)
+def _fail(where: str) -> None:
+    """Log the first failure of a site per profile, count the rest."""
+    stack = _stack.get()
+    first = False
+    for rec in stack:
+        n = rec.failed_sites.get(where, 0)
+        rec.failed_sites[where] = n + 1
+        if n == 0:
+            first = True
+            rec.errors.append(where)
+    if not stack:  # a read from a thread without a profile: once per process
+        first = where not in _logged_without_profile
+        _logged_without_profile.add(where)
+    if first:
+        logger.exception(
+            "flask-querymem: error in %s (ignored; the query was not affected; further "
+            "errors here are counted in the report, not logged) [%s]",
+            where,
+            _version_tag(),
+        )
+
+
+def _live(stack: tuple[ProfileRecord, ...]) -> tuple[ProfileRecord, ...]:
+    return tuple(r for r in stack if r.serial in _active_serials)
+
+
+_active_serials: set[int] = set()
+
+
+def _location_settings(stack: tuple[ProfileRecord, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if len(stack) == 1:
+        return stack[0].ignore_modules, stack[0].app_roots
+    ignore: dict[str, None] = {}
+    roots: dict[str, None] = {}
+    for rec in stack:
+        ignore.update(dict.fromkeys(rec.ignore_modules))
+        roots.update(dict.fromkeys(rec.app_roots))
+    return tuple(ignore), tuple(roots)
+
+
+def _new_query(stack: tuple[ProfileRecord, ...], kind: str) -> QueryRecord:
+    ignore, roots = _location_settings(stack)
+    q = QueryRecord(kind=kind, location=find_location(ignore, roots=roots))
+    for rec in stack:
+        rec.add_query(q)
+    return q
+
+
+def _by_qid(stack: tuple[ProfileRecord, ...], qid: t.Any) -> QueryRecord | None:
+    if type(qid) is not int:
+        return None
+    for rec in stack:
+        q = rec.by_qid.get(qid)
+        if q is not None:
+            return q
+    return None
 
 
 # --- statement capture ---------------------------------------------------------
 
 
-def _caller_style() -> str | None:
-    """"get" or "scalars" when the ORM execution comes through a helper that
-    needs entities back, else None. There is no public flag for either, so look
-    at the frames between the user's code and SQLAlchemy's:
-
-    * ``Session.get()`` / ``Query.get()`` run ``Session._get_impl`` and
-      ``loading.load_on_pk_identity``: a one-row primary-key load, for which
-      ``select(...)`` is no drop-in replacement;
-    * Flask-SQLAlchemy's ``db.paginate()``, ``db.first_or_404()``,
-      ``db.one_or_404()`` call ``.scalars()`` / ``.scalar()`` on the result, which
-      would return the first column, not a row, after a column projection.
-    """
-    frame: t.Any = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("flask_querymem"):
-        frame = frame.f_back
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name.startswith("sqlalchemy"):
-            if frame.f_code.co_name in ("load_on_pk_identity", "_load_on_pk_identity", "_get_impl"):
-                return "get"
-        elif name.startswith("flask_sqlalchemy"):
-            return "scalars"
-        else:
-            return None
-        frame = frame.f_back
-    return None
-
-
-def _statement_info(orm_state: t.Any) -> tuple[str, str, str]:
-    """(kind, style, shape) of an ORM execution."""
-    if orm_state.is_column_load:
-        kind = "column_load"
-    elif orm_state.is_relationship_load:
-        kind = "lazy_load" if orm_state.lazy_loaded_from is not None else "relationship_load"
-    elif orm_state.is_select:
-        kind = "select"
-    elif orm_state.is_insert or orm_state.is_update or orm_state.is_delete:
-        kind = "write"
-    else:
-        kind = ""  # text() and other non-ORM statements: decided from the SQL verb
-    stmt = orm_state.statement
-    style = "select"
-    shape = "none"
-    if orm_state.is_select and not orm_state.is_from_statement:
-        try:
-            via = _caller_style()
-            legacy = (
-                LABEL_STYLE_LEGACY_ORM is not None
-                and stmt.get_label_style() == LABEL_STYLE_LEGACY_ORM
-            )
-            # Legacy Query helpers (Flask-SQLAlchemy's Model.query.paginate() too)
-            # return rows after with_entities(); select() helpers call .scalars().
-            if via == "get":
-                style = "get"
-            elif legacy:
-                style = "query"
-            elif via == "scalars":
-                style = "scalars"
-            descs = stmt.column_descriptions
-            n_entities = sum(
-                1 for d in descs if d.get("expr") is not None and d.get("expr") is d.get("entity")
-            )
-            if n_entities == 1 and len(descs) == 1:
-                shape = "entity"
-            elif n_entities:
-                shape = "multi"
-            else:
-                shape = "columns"
-        except Exception:  # an unusual statement: no style/shape, no suggestion
-            shape = "none"
-    return kind, style, shape
-
-
 def _on_do_orm_execute(orm_state: t.Any) -> None:
-    rec = _current.get()
-    if rec is None:
+    stack = _stack.get()
+    if not stack:
         return
     try:
-        kind, style, shape = _statement_info(orm_state)
-        q = rec.new_query(kind, find_location(rec.ignore_modules))
+        stack = _live(stack)
+        if not stack:
+            return
+        kind, style, shape = classify.statement_info(orm_state)
+        q = _new_query(stack, kind)
         q.style, q.shape = style, shape
         # A selectin/subquery load runs with its parent query's options: remember
         # the parent (its instances hold the collections this load fills).
-        parent = orm_state.execution_options.get(QID_OPTION)
-        if parent is not None and parent[0] == rec.serial:
-            q.parent_index = parent[1]
-        # Loader options (joinedload, selectinload, ...) cannot stay on a 2.0-style
-        # column select; Executable._with_options is the only place they are listed.
-        q.has_loader_options = any(
-            not isinstance(o, UserDefinedOption)
-            for o in getattr(orm_state.statement, "_with_options", ())
-        )
-        orm_state.update_execution_options(**{QID_OPTION: (rec.serial, q.index)})
+        q.parent = _by_qid(stack, orm_state.execution_options.get(QID_OPTION))
+        q.has_loader_options = classify.has_loader_options(orm_state.statement)
+        orm_state.update_execution_options(**{QID_OPTION: q.qid})
     except Exception:
-        _fail(rec, "do_orm_execute")
+        _fail("do_orm_execute")
 
 
-_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT")
-
-
-def _kind_from_sql(statement: str) -> str:
-    words = statement.lstrip(" (\n\t").split(None, 1)
-    verb = words[0].upper() if words else ""
-    if verb in _WRITE_VERBS:
-        return "write"
-    if verb in ("SELECT", "WITH", "VALUES"):
-        return "select"
-    return "other"
-
-
-def _query_for_cursor(rec: ProfileRecord, statement: str, context: t.Any) -> QueryRecord:
-    qid: tuple[int, int] | None = None
+def _query_for_cursor(
+    stack: tuple[ProfileRecord, ...], statement: str, context: t.Any
+) -> QueryRecord:
+    q = None
     if context is not None:
-        qid = context.execution_options.get(QID_OPTION)
-    if qid is not None and qid[0] == rec.serial and qid[1] < len(rec.queries):
-        q: QueryRecord = rec.queries[qid[1]]
+        q = _by_qid(stack, context.execution_options.get(QID_OPTION))
+    if q is not None:
         if not q.kind:
-            q.kind = _kind_from_sql(statement)
+            q.kind = classify.kind_from_sql(statement)
         return q
-    return rec.new_query(_kind_from_sql(statement), find_location(rec.ignore_modules))
+    return _new_query(stack, classify.kind_from_sql(statement))
 
 
 def _on_before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-    rec = _current.get()
-    if rec is None:
+    stack = _stack.get()
+    if not stack:
         return
     try:
-        q = _query_for_cursor(rec, statement, context)
+        stack = _live(stack)
+        if not stack:
+            return
+        q = _query_for_cursor(stack, statement, context)
         if not q.sql:
             q.sql = statement
         q.statements += 1
-        rec.cursor_starts[id(context) if context is not None else id(cursor)] = (
+        stack[-1].cursor_starts[id(context) if context is not None else id(cursor)] = (
             q,
             time.perf_counter(),
         )
     except Exception:
-        _fail(rec, "before_cursor_execute")
+        _fail("before_cursor_execute")
 
 
 def _on_after_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-    rec = _current.get()
-    if rec is None:
+    stack = _stack.get()
+    if not stack:
         return
     try:
-        started = rec.cursor_starts.pop(id(context) if context is not None else id(cursor), None)
+        started = stack[-1].cursor_starts.pop(
+            id(context) if context is not None else id(cursor), None
+        )
         if started is not None:
             q, t0 = started
             q.duration_ms += (time.perf_counter() - t0) * 1000.0
     except Exception:
-        _fail(rec, "after_cursor_execute")
+        _fail("after_cursor_execute")
 
 
 # --- instance loading (runs once per loaded instance: keep it minimal) ---------
 
 
-_UNSEEN = object()
-
-
-def _query_for_context(rec: ProfileRecord, context: t.Any) -> QueryRecord | None:
-    runid = context.runid
-    q = rec.by_runid.get(runid, _UNSEEN)
-    if q is not _UNSEEN:
-        return q  # type: ignore[return-value]
-    qid = context.execution_options.get(QID_OPTION)
-    q = None
-    if qid is not None and qid[0] == rec.serial and qid[1] < len(rec.queries):
-        q = rec.queries[qid[1]]
-    rec.by_runid[runid] = q
+def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> QueryRecord | None:
+    runid = compat.query_runid(context)
+    q = _runids.get(runid)
+    if q is not None:
+        return q
+    inner = stack[-1]
+    if runid in inner.by_runid:
+        return inner.by_runid[runid]
+    q = _by_qid(stack, context.execution_options.get(QID_OPTION))
+    for rec in stack:
+        if q is None or q.qid in rec.by_qid:
+            rec.by_runid[runid] = q
+    if q is not None and any(r.track_reads for r in stack):
+        _runids[runid] = q
     return q
 
 
+def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
+    ent = q.entity(state.class_)
+    mapper = state.manager.mapper
+    ent.column_keys = tuple(p.key for p in mapper.column_attrs)
+    ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
+    if any(r.track_reads for r in stack):
+        attributes.instrument_manager(state.manager)
+    return ent
+
+
+def _count(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
+    ent = q.entities.get(state.class_)
+    if ent is None or not ent.column_keys:
+        ent = _new_entity(q, state, stack)
+    ent.count += 1
+    if ent.count >= ent.next_sample:
+        size = measure_instance(state, state.dict, ent.column_keys, ent.collection_keys)
+        ent.columns_loaded.update(size.values)
+        ent.add_sample(size)
+    return ent
+
+
 def _on_load(state: t.Any, context: t.Any) -> None:
-    rec = _current.get()
-    if rec is None:
+    stack = _stack.get()
+    if not stack:
         return
     try:
-        q = _query_for_context(rec, context)
-        if q is None:
-            return
-        cls = state.class_
-        ent = q.entities.get(cls)
-        if ent is None:
-            ent = q.entity(cls)
-            mapper = state.manager.mapper
-            ent.column_keys = tuple(p.key for p in mapper.column_attrs)
-            ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
-            if rec.track_reads:
-                attributes.instrument_manager(state.manager)
-        ent.count += 1
-        if ent.count >= ent.next_sample:
-            dict_ = state.dict
-            size = measure_instance(state, dict_, ent.column_keys, ent.collection_keys)
-            ent.columns_loaded.update(size.values)
-            ent.add_sample(size)
+        q = _query_for_context(stack, context)
+        if q is not None:
+            _count(q, state, stack)
     except Exception:
-        _fail(rec, "load")
+        _fail("load")
+
+
+_column_key_sets: weakref.WeakKeyDictionary[t.Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _column_keys(mapper: t.Any) -> frozenset[str]:
+    keys = _column_key_sets.get(mapper)
+    if keys is None:
+        keys = _column_key_sets[mapper] = frozenset(p.key for p in mapper.column_attrs)
+    return keys
 
 
 def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
-    rec = _current.get()
-    if rec is None:
+    """A row already in the session (expired by a commit, or the logged-in user in
+    a user list) that the query populated again: it is part of this query's
+    result exactly like a new row, so it is counted and sized the same way."""
+    stack = _stack.get()
+    if not stack:
         return
     try:
-        q = _query_for_context(rec, context)
-        if q is not None:
-            q.entity(state.class_).refreshed += 1
-            if rec.track_reads:
-                attributes.instrument_manager(state.manager)
+        q = _query_for_context(stack, context)
+        if q is None:
+            return
+        partial = compat.state_runid(state) != compat.query_runid(context)
+        if partial and any(r.track_reads for r in stack):
+            # SQLAlchemy keeps the row's old runid: attribute its reads here too
+            _refreshed[state] = (*_refreshed.get(state, ()), q)
+        # Column values loaded anew (an expired row, session.refresh()): count and
+        # size it. A row merely found in the session (only its unloaded
+        # relationships are listed) holds no new memory: it is not counted.
+        if attrs is None or not _column_keys(state.manager.mapper).isdisjoint(attrs):
+            ent = _count(q, state, stack)
+            ent.refreshed += 1
     except Exception:
-        _fail(rec, "refresh")
+        _fail("refresh")
 
 
 # --- attribute reads and writes (per read: keep it minimal) --------------------
 
 
 def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
-    rec = _current.get()
-    if rec is None or not rec.track_reads:
-        return
     try:
         state = instance_state(instance)
-        q = rec.by_runid.get(state.runid)  # type: ignore[arg-type]
+        q = _runids.get(state.runid)  # type: ignore[arg-type]
         if q is not None:
             key = (state.class_, attr.key, id(code))
             if key not in q.reads:
                 q.reads[key] = code
+        if _refreshed:
+            for q in _refreshed.get(state, ()):
+                key = (state.class_, attr.key, id(code))
+                if key not in q.reads:
+                    q.reads[key] = code
     except Exception:
-        _fail(rec, "attribute read")
+        _fail("attribute read")
 
 
 def _write_sink(attr: t.Any, instance: t.Any) -> None:
@@ -298,20 +311,21 @@ def _write_sink(attr: t.Any, instance: t.Any) -> None:
 
 
 def _record_write(instance: t.Any, key: str) -> None:
-    rec = _current.get()
-    if rec is None:
-        return
     try:
         state = instance_state(instance)
-        q = rec.by_runid.get(state.runid)  # type: ignore[arg-type]
+        q = _runids.get(state.runid)  # type: ignore[arg-type]
         if q is not None:
             q.writes.add((state.class_, key))
+        if _refreshed:
+            for q in _refreshed.get(state, ()):
+                q.writes.add((state.class_, key))
     except Exception:
-        _fail(rec, "attribute write")
+        _fail("attribute write")
 
 
 def _on_persistent_to_deleted(session: t.Any, instance: t.Any) -> None:
-    _record_write(instance, "<deleted>")
+    if _runids:
+        _record_write(instance, "<deleted>")
 
 
 # --- installation --------------------------------------------------------------
@@ -347,6 +361,10 @@ def uninstall() -> None:
                     event.remove(target, name, fn)
             _installed = False
         _active_readers = 0
+        _active.clear()
+        _active_serials.clear()
+        _runids.clear()
+        _refreshed.clear()
         attributes.set_sinks(None, None)
         attributes.restore_all()
 
@@ -356,30 +374,46 @@ def is_installed() -> bool:
     return _installed or attributes.instrumented_count() > 0
 
 
-def activate(rec: ProfileRecord) -> contextvars.Token[ProfileRecord | None]:
+def activate(rec: ProfileRecord) -> None:
+    """Push ``rec`` on the current context's stack of active profiles."""
     global _active_readers
     install()
-    if rec.track_reads:
-        with _install_lock:
+    with _install_lock:
+        _active.append(rec)
+        _active_serials.add(rec.serial)
+        if rec.track_reads:
             _active_readers += 1
             attributes.set_sinks(_read_sink, _write_sink)
-    return _current.set(rec)
+    # drop profiles stopped from another context, then push
+    _stack.set((*_live(_stack.get()), rec))
 
 
-def deactivate(rec: ProfileRecord, token: contextvars.Token[ProfileRecord | None] | None) -> None:
+def deactivate(rec: ProfileRecord) -> None:
+    """Remove ``rec`` from the active profiles (in any order, from any context)."""
     global _active_readers
-    try:
-        if token is not None:
-            _current.reset(token)
-    except ValueError:  # stopped from another context: clear ours at least
-        _current.set(None)
-    if rec.track_reads:
-        with _install_lock:
-            _active_readers = max(0, _active_readers - 1)
-            if _active_readers == 0:
-                attributes.set_sinks(None, None)
+    stack = _stack.get()
+    if rec in stack:
+        _stack.set(tuple(r for r in stack if r is not rec))
+    with _install_lock:
+        if rec in _active:
+            _active.remove(rec)
+            _active_serials.discard(rec.serial)
+            if rec.track_reads:
+                _active_readers = max(0, _active_readers - 1)
+                if _active_readers == 0:
+                    attributes.set_sinks(None, None)
+        # forget this profile's runids unless another active profile shares the query
+        still = {q.qid for other in _active for q in other.queries} if _active else set()
+        for runid, q in list(rec.by_runid.items()):
+            if q is not None and q.qid not in still:
+                _runids.pop(runid, None)
+        if not _active:
+            _runids.clear()
+            _refreshed.clear()
     rec.cursor_starts.clear()
 
 
 def current() -> ProfileRecord | None:
-    return _current.get()
+    """The innermost active profile of the current context."""
+    stack = _live(_stack.get())
+    return stack[-1] if stack else None

@@ -1,0 +1,80 @@
+"""Every SQLAlchemy version difference and private member we rely on, in one place.
+
+Why one module: flask-querymem supports every SQLAlchemy release from 2.0.0 to
+2.1.x, and a public attribute that only exists in newer releases
+(``ORMExecuteState.is_from_statement`` arrived in 2.0.30) broke all profiling
+on older ones. Each name here has a fallback and a test per supported release
+(``tests/test_sa_compat.py``; ``.ci/run`` runs the suite on the oldest and the
+newest 2.0 and on 2.1). Code elsewhere in the package must not read private
+SQLAlchemy members directly.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import sqlalchemy as sa
+
+SA_VERSION: str = sa.__version__
+SA_VERSION_INFO: tuple[int, ...] = tuple(int(p) for p in SA_VERSION.split(".")[:3] if p.isdigit())
+
+_FromStatement: t.Any
+try:  # private: the class of ``select(Entity).from_statement(text(...))``
+    from sqlalchemy.orm.context import FromStatement as _FromStatement
+except ImportError:  # pragma: no cover - moved in a future release
+    _FromStatement = None
+
+try:  # LABEL_STYLE_LEGACY_ORM marks statements built by the legacy Query API
+    # (an internal member of the public SelectLabelStyle enum; no public flag exists).
+    from sqlalchemy.sql.selectable import SelectLabelStyle
+
+    LABEL_STYLE_LEGACY_ORM: t.Any = SelectLabelStyle.LABEL_STYLE_LEGACY_ORM
+except (ImportError, AttributeError):  # pragma: no cover
+    LABEL_STYLE_LEGACY_ORM = None
+
+
+def is_from_statement(orm_state: t.Any) -> bool:
+    """``ORMExecuteState.is_from_statement`` (public from 2.0.30), for every 2.0.x."""
+    try:
+        return bool(orm_state.is_from_statement)
+    except AttributeError:
+        pass
+    stmt = orm_state.statement
+    flag = getattr(stmt, "is_from_statement", None)
+    if flag is not None:
+        return bool(flag)
+    return _FromStatement is not None and isinstance(stmt, _FromStatement)
+
+
+def is_legacy_query(statement: t.Any) -> bool:
+    """True for a statement built by the legacy ``Query`` API (``session.query(...)``)."""
+    if LABEL_STYLE_LEGACY_ORM is None:
+        return False
+    try:
+        return bool(statement.get_label_style() == LABEL_STYLE_LEGACY_ORM)
+    except AttributeError:
+        return False
+
+
+def loader_options(statement: t.Any) -> tuple[t.Any, ...]:
+    """The options given to ``.options(...)`` of a statement.
+
+    ``Executable._with_options`` (private) is the only place they are listed,
+    in every release since 1.4.
+    """
+    return tuple(getattr(statement, "_with_options", ()) or ())
+
+
+def query_runid(context: t.Any) -> int:
+    """``QueryContext.runid``: SQLAlchemy stamps it on every ``InstanceState`` it
+    populates (``state.runid``), which is how a read maps back to its query."""
+    return int(context.runid)
+
+
+def state_runid(state: t.Any) -> int | None:
+    return t.cast("int | None", state.runid)
+
+
+#: Frames of ``Session.get()`` / ``Query.get()``: a one-row primary-key load
+#: (function names in sqlalchemy.orm.session / loading, stable since 1.4).
+GET_FRAME_NAMES = frozenset({"load_on_pk_identity", "_load_on_pk_identity", "_get_impl"})
