@@ -17,8 +17,13 @@ to the end of the response. The profile is stopped by whichever comes first:
   profile never leaks into the next request of the thread).
 
 Finished profiles are kept on ``flask.g`` for the panel and in a short
-per-app history (``QueryMem.history()``) for JSON requests and the CLI. They
-hold plain data only (the core's ``Report``), never ORM instances.
+per-app history (``QueryMem.history()``, a ``history.HistoryStore``) for JSON
+requests and the CLI. They hold plain data only (the core's ``Report``), never
+ORM instances.
+
+The other concerns live next door: ``config.py`` (defaults and constants),
+``toolbar.py`` (what we know about Flask-DebugToolbar), ``measure.py`` (RSS and
+tracemalloc), ``history.py`` (the kept records).
 
 Setup mistakes are reported loudly (``RuntimeError``, log warnings); failures
 inside the hooks are logged on ``flask_querymem`` and swallowed, so profiling
@@ -27,80 +32,40 @@ can never break a request. The user's own exceptions pass through untouched.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import logging
-import threading
 import time
-import tracemalloc
 import typing as t
 import weakref
 
 from flask import Flask, current_app, g, request
 
+from . import toolbar
+from .config import DEFAULT_CONFIG, MEASURE_CHOICES, PANEL_PATH, SKIP_ENVIRON_KEY
+from .history import HistoryStore, MemoryHistory, RequestProfile
+from .measure import RequestMeasurement
+
 if t.TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from .profiler import Profiler
-    from .report import Report
 
-__all__ = ["PANEL_PATH", "QueryMem", "RequestProfile", "get_request_profile"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "PANEL_PATH",
+    "SKIP_ENVIRON_KEY",
+    "QueryMem",
+    "RequestProfile",
+    "get_request_profile",
+]
 
 logger = logging.getLogger("flask_querymem")
 
-#: Dotted path Flask-DebugToolbar imports the panel from (``DEBUG_TB_PANELS``).
-PANEL_PATH = "flask_querymem.panel.QueryMemPanel"
-#: WSGI environ key that makes the extension leave a request alone (the CLI
-#: profiles such requests itself; two profiles of one request would nest).
-SKIP_ENVIRON_KEY = "flask_querymem.skip"
-
-MEASURE_CHOICES = ("rss", "tracemalloc", "none")
-
 _G_RUNNING = "_querymem_running"
 _G_REPORT = "_querymem_report"
-_SKIPPED_ENDPOINTS = frozenset({"static", "_debug_toolbar.static"})
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
-
-
-#: Config defaults (documented in the README's configuration table).
-DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
-    # None: active in debug mode with Flask-DebugToolbar enabled.
-    "QUERYMEM_ENABLED": None,
-    "QUERYMEM_TRACK_READS": True,
-    "QUERYMEM_MIN_SAVINGS_BYTES": 1024 * 1024,
-    "QUERYMEM_IGNORE_MODULES": (),
-    "QUERYMEM_MEASURE": "rss",
-    "QUERYMEM_HISTORY_SIZE": 20,
-}
-
-
-@dataclasses.dataclass
-class RequestProfile:
-    """One profiled request: the core report plus what the extension measured itself.
-
-    Plain data, cheap to keep: the history holds the last few of these.
-    """
-
-    method: str
-    path: str
-    started_at: float
-    report: Report | None = None
-    status_code: int | None = None
-    duration_ms: float | None = None
-    measure: str = "rss"
-    rss_increment_bytes: int | None = None
-    rss_error: str | None = None
-    tracemalloc_peak_bytes: int | None = None
-    tracemalloc_retained_bytes: int | None = None
-    error: str | None = None
-
-    def measurements(self) -> dict[str, t.Any]:
-        """The non-report figures as a plain dict, which is what renderers take."""
-        return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "report"
-        }
 
 
 @dataclasses.dataclass
@@ -108,15 +73,14 @@ class _Running:
     profiler: Profiler
     profile: RequestProfile
     t0: float
-    rss_before_mib: float | None
-    tracemalloc_baseline: int | None
+    measurement: RequestMeasurement
 
 
 @dataclasses.dataclass
 class _AppState:
     active: bool
     reason: str
-    history: collections.deque[RequestProfile]
+    history: HistoryStore
     checked_toolbar: bool = False
 
 
@@ -138,82 +102,6 @@ def _guarded(fallback_arg: bool = False) -> t.Callable[[F], F]:
         return t.cast(F, wrapper)
 
     return decorate
-
-
-def _rss_mib() -> float:
-    """Resident set size of this process in MiB, the way memory_profiler reports it.
-
-    ``memory_usage(-1, interval=0, timeout=None)`` samples once (~0.2 ms): the
-    same call the classic by-hand investigation wrapped around the query.
-    """
-    from memory_profiler import memory_usage  # type: ignore[import-untyped]
-
-    sample = memory_usage(-1, interval=0, timeout=None)
-    return float(sample[0] if isinstance(sample, list) else sample)
-
-
-class _Tracemalloc:
-    """Share tracemalloc between overlapping requests; stop it only if we started it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._started_here = False
-
-    def begin(self) -> int:
-        with self._lock:
-            if self._users == 0 and not tracemalloc.is_tracing():
-                tracemalloc.start()
-                self._started_here = True
-            self._users += 1
-            current, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            return current
-
-    def end(self, baseline: int) -> tuple[int, int]:
-        """Return (peak allocated since begin, still allocated) in bytes."""
-        with self._lock:
-            current, peak = tracemalloc.get_traced_memory()
-            self._users -= 1
-            if self._users == 0 and self._started_here:
-                tracemalloc.stop()
-                self._started_here = False
-            return max(peak - baseline, 0), max(current - baseline, 0)
-
-
-_tracemalloc = _Tracemalloc()
-
-
-def _toolbar_default_panels(app: Flask) -> list[str] | None:
-    """The panel list Flask-DebugToolbar uses when the user sets none (None: not installed)."""
-    try:
-        from flask_debugtoolbar import DebugToolbarExtension
-    except ImportError:
-        return None
-    try:
-        defaults = DebugToolbarExtension()._default_config(app)
-        return list(defaults["DEBUG_TB_PANELS"])
-    except Exception:  # private API changed: fall back to the 0.16 list
-        logger.debug("flask-querymem: could not read the toolbar's default panels", exc_info=True)
-        return [
-            "flask_debugtoolbar.panels.versions.VersionDebugPanel",
-            "flask_debugtoolbar.panels.timer.TimerDebugPanel",
-            "flask_debugtoolbar.panels.headers.HeaderDebugPanel",
-            "flask_debugtoolbar.panels.request_vars.RequestVarsDebugPanel",
-            "flask_debugtoolbar.panels.config_vars.ConfigVarsDebugPanel",
-            "flask_debugtoolbar.panels.template.TemplateDebugPanel",
-            "flask_debugtoolbar.panels.sqlalchemy.SQLAlchemyDebugPanel",
-            "flask_debugtoolbar.panels.logger.LoggingPanel",
-            "flask_debugtoolbar.panels.route_list.RouteListDebugPanel",
-            "flask_debugtoolbar.panels.profiler.ProfilerDebugPanel",
-            "flask_debugtoolbar.panels.g.GDebugPanel",
-        ]
-
-
-def _toolbar_installed_on(app: Flask) -> bool:
-    # DebugToolbarExtension does not register itself in app.extensions; its
-    # blueprint is registered only when it actually started (enabled, SECRET_KEY).
-    return "debugtoolbar" in app.blueprints
 
 
 class QueryMem:
@@ -256,8 +144,8 @@ class QueryMem:
             app.config["QUERYMEM_IGNORE_MODULES"] = (app.config["QUERYMEM_IGNORE_MODULES"],)
 
         active, reason, level = self._decide(app)
-        size = int(app.config["QUERYMEM_HISTORY_SIZE"])
-        self._states[app] = _AppState(active, reason, collections.deque(maxlen=max(size, 0)))
+        history = MemoryHistory(int(app.config["QUERYMEM_HISTORY_SIZE"]))
+        self._states[app] = _AppState(active, reason, history)
         app.extensions["querymem"] = self
 
         from .cli import querymem_cli
@@ -268,8 +156,8 @@ class QueryMem:
             logger.log(level, "flask-querymem is inactive for app %r: %s.", app.name, reason)
             return
 
-        self._add_panel(app)
-        if app.config.get("DEBUG_TB_ENABLED", app.debug) and not app.config.get("SECRET_KEY"):
+        toolbar.add_panel(app)
+        if toolbar.enabled_in_config(app) and not app.config.get("SECRET_KEY"):
             logger.warning(
                 "flask-querymem: SECRET_KEY is not set. Flask-DebugToolbar refuses to start"
                 " without it, so the QueryMem panel cannot be shown. Set app.config['SECRET_KEY']."
@@ -291,39 +179,20 @@ class QueryMem:
                 "the app is not in debug mode (set QUERYMEM_ENABLED = True to profile anyway)",
                 logging.INFO,
             )
-        if _toolbar_default_panels(app) is None:
+        if toolbar.default_panels(app) is None:
             return (
                 False,
                 "Flask-DebugToolbar is not installed (pip install Flask-DebugToolbar),"
                 " so there is no toolbar to show the panel in",
                 logging.WARNING,
             )
-        if not app.config.get("DEBUG_TB_ENABLED", app.debug):
+        if not toolbar.enabled_in_config(app):
             return (
                 False,
                 "Flask-DebugToolbar is disabled (DEBUG_TB_ENABLED = False)",
                 logging.WARNING,
             )
         return True, "debug mode with Flask-DebugToolbar", logging.DEBUG
-
-    @staticmethod
-    def _add_panel(app: Flask) -> None:
-        """Append the panel to the user's DEBUG_TB_PANELS, or to the toolbar's defaults.
-
-        The toolbar reads DEBUG_TB_PANELS on every request (it builds the panels
-        per request), so this works whether it was initialised before or after us.
-        """
-        panels = app.config.get("DEBUG_TB_PANELS")
-        if panels is None:
-            panels = _toolbar_default_panels(app)
-            if panels is None:
-                return
-        if PANEL_PATH in panels:
-            return
-        if isinstance(panels, tuple):
-            app.config["DEBUG_TB_PANELS"] = (*panels, PANEL_PATH)
-        else:
-            app.config["DEBUG_TB_PANELS"] = [*panels, PANEL_PATH]
 
     # ------------------------------------------------------------------ queries
 
@@ -352,34 +221,27 @@ class QueryMem:
         where their profiles can be looked at (a history page, the CLI, a test).
         """
         state = self._state(app)
-        return list(state.history) if state else []
+        return state.history.records() if state else []
+
+    def history_store(self, app: Flask | None = None) -> HistoryStore | None:
+        """The store behind :meth:`history` (look a record up by ``id``, or replace it)."""
+        state = self._state(app)
+        return state.history if state else None
+
+    def set_history_store(self, store: HistoryStore, app: Flask | None = None) -> None:
+        """Keep ``app``'s profiles in ``store`` instead of the in-memory default."""
+        state = self._state(app)
+        if state is None:
+            raise RuntimeError("QueryMem.init_app(app) was not called for this app")
+        state.history = store
 
     # ------------------------------------------------------------------ hooks
-
-    @staticmethod
-    def _check_toolbar(app: Flask) -> None:
-        """First request: say why the panel would not show, instead of showing nothing."""
-        if not _toolbar_installed_on(app):
-            logger.warning(
-                "flask-querymem is profiling app %r but Flask-DebugToolbar is not running on"
-                " it: call DebugToolbarExtension(app), and check DEBUG_TB_ENABLED and"
-                " SECRET_KEY. Until then profiles are only kept in QueryMem.history(app).",
-                app.name,
-            )
-        elif PANEL_PATH not in (app.config.get("DEBUG_TB_PANELS") or ()):
-            logger.warning(
-                "flask-querymem: DEBUG_TB_PANELS was replaced after QueryMem.init_app and no"
-                " longer lists %r; add it to show the QueryMem panel.",
-                PANEL_PATH,
-            )
 
     @_guarded()
     def _before_request(self) -> None:
         # g outlives a request when the caller pushed the app context itself.
         g.pop(_G_REPORT, None)
-        if request.environ.get(SKIP_ENVIRON_KEY):
-            return
-        if request.endpoint in _SKIPPED_ENDPOINTS or request.blueprint == "debugtoolbar":
+        if request.environ.get(SKIP_ENVIRON_KEY) or toolbar.is_toolbar_request(request):
             return
         if g.get(_G_RUNNING) is not None:
             return
@@ -389,8 +251,9 @@ class QueryMem:
             return
         if not state.checked_toolbar:
             state.checked_toolbar = True
-            self._check_toolbar(app)
+            toolbar.check_running(app)
 
+        from .location import app_roots_for
         from .profiler import Profiler
 
         config = app.config
@@ -398,24 +261,18 @@ class QueryMem:
         profile = RequestProfile(
             method=request.method, path=request.path, started_at=time.time(), measure=measure
         )
-        rss_before: float | None = None
-        if measure != "none":
-            try:
-                rss_before = _rss_mib()
-            except Exception as exc:  # memory_profiler missing or psutil failure
-                profile.rss_error = f"{type(exc).__name__}: {exc}"
-        baseline = _tracemalloc.begin() if measure == "tracemalloc" else None
+        measurement = RequestMeasurement(measure)
         try:
             profiler = Profiler(
                 track_reads=bool(config["QUERYMEM_TRACK_READS"]),
                 ignore_modules=tuple(config["QUERYMEM_IGNORE_MODULES"]),
+                app_roots=app_roots_for(app),
+                min_suggest_bytes=int(config["QUERYMEM_MIN_SUGGEST_BYTES"]),
             ).start()
         except Exception:
-            if baseline is not None:
-                _tracemalloc.end(baseline)
+            measurement.stop()
             raise
-        running = _Running(profiler, profile, time.perf_counter(), rss_before, baseline)
-        g.setdefault(_G_RUNNING, running)
+        g.setdefault(_G_RUNNING, _Running(profiler, profile, time.perf_counter(), measurement))
 
     @_guarded(fallback_arg=True)
     def _after_request(self, response: Response) -> Response:
@@ -439,31 +296,29 @@ class QueryMem:
             return get_request_profile()
         profile = running.profile
         try:
-            if running.tracemalloc_baseline is not None:
-                peak, retained = _tracemalloc.end(running.tracemalloc_baseline)
-                profile.tracemalloc_peak_bytes = peak
-                profile.tracemalloc_retained_bytes = retained
-            profile.report = running.profiler.stop()
-            profile.duration_ms = (time.perf_counter() - running.t0) * 1000.0
+            # Measured before the analysis runs: the figures are the request's.
+            try:
+                reading = running.measurement.stop()
+            finally:
+                profile.duration_ms = (time.perf_counter() - running.t0) * 1000.0
+                profile.report = running.profiler.stop()
             if response is not None:
                 profile.status_code = response.status_code
             elif exc is not None:
                 profile.status_code = 500
-            if running.rss_before_mib is not None:
-                try:
-                    after = _rss_mib()
-                    profile.rss_increment_bytes = int(
-                        round((after - running.rss_before_mib) * 1024 * 1024)
-                    )
-                except Exception as rss_exc:
-                    profile.rss_error = f"{type(rss_exc).__name__}: {rss_exc}"
+            profile.rss_bytes = reading.rss_bytes
+            profile.rss_method = reading.rss_method
+            profile.rss_error = reading.rss_error
+            profile.tracemalloc_peak_bytes = reading.tracemalloc_peak_bytes
+            profile.tracemalloc_retained_bytes = reading.tracemalloc_retained_bytes
+            profile.overlapping = reading.overlapping
         except Exception as internal:
             logger.exception("flask-querymem: could not finish the request profile (ignored)")
             profile.error = f"{type(internal).__name__}: {internal}"
         g.setdefault(_G_REPORT, profile)
         state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
         if state is not None:
-            state.history.append(profile)
+            state.history.add(profile)
         return profile
 
 

@@ -12,6 +12,8 @@ Facts about the host (Flask-DebugToolbar 0.16) this class relies on:
   template reads ``user_activate``: set it explicitly;
 * ``title()`` and ``content()`` are inserted unescaped: everything goes
   through our autoescaping environment (never the toolbar's shared one);
+  ``nav_subtitle()`` is autoescaped, so it returns ``Markup`` (for its entity);
+* the toolbar encodes the whole page to UTF-8 at the end: what we add is ASCII;
 * ``process_response`` is called only for HTML responses, just before the
   toolbar renders the panels; that is where we make sure the profile is finished.
 """
@@ -30,7 +32,8 @@ from .render import html
 if t.TYPE_CHECKING:
     from werkzeug import Request, Response
 
-    from .extension import QueryMem, RequestProfile
+    from .extension import QueryMem
+    from .history import RequestProfile
 
 logger = logging.getLogger("flask_querymem")
 

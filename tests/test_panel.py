@@ -214,8 +214,9 @@ def test_nav_subtitle() -> None:
         query(0, nbytes=230 * MIB, suggestion=suggestion(".with_entities(X.y)", 200 * MIB)),
         *(query(i, line=i + 10, nbytes=0) for i in range(1, 12)),
     )
-    assert html.nav_subtitle(data) == "12 queries · 230.0 MiB · 200.0 MiB avoidable"
-    assert html.nav_subtitle(report(query(0, nbytes=2048))) == "1 query · 2.0 KiB"
+    # an entity, not a literal U+00B7: the toolbar encodes the whole page, which stays ASCII
+    assert html.nav_subtitle(data) == "12 queries &middot; 230.0 MiB &middot; 200.0 MiB avoidable"
+    assert html.nav_subtitle(report(query(0, nbytes=2048))) == "1 query &middot; 2.0 KiB"
     assert html.nav_subtitle(report()) == "0 queries"
     assert html.nav_subtitle(None) == "no report"
 
@@ -263,7 +264,7 @@ def test_rendered_panel_escapes_everything_from_the_data() -> None:
         "path": f"/{evil}",
         "status_code": 200,
         "duration_ms": 1.0,
-        "rss_increment_bytes": 0,
+        "rss_bytes": 0,
         "rss_error": evil,
     }
     out = html.render_panel(data, measurements=measurements)
@@ -302,10 +303,12 @@ def test_track_reads_off_marks_nothing_unused() -> None:
     assert "Attribute reads are not tracked" in text_of(out)
 
 
-RSS_ONLY = {"measure": "rss", "rss_increment_bytes": 5 * MIB}
+RSS_PEAK = {"measure": "rss", "rss_bytes": 5 * MIB, "rss_method": "peak"}
+RSS_DELTA = {"measure": "rss", "rss_bytes": 5 * MIB, "rss_method": "delta"}
 WITH_TRACEMALLOC = {
     "measure": "tracemalloc",
-    "rss_increment_bytes": 0,
+    "rss_bytes": 0,
+    "rss_method": "peak",
     "tracemalloc_peak_bytes": 3 * MIB,
     "tracemalloc_retained_bytes": 1024,
 }
@@ -317,9 +320,18 @@ TRACEMALLOC_TEXT = (
 @pytest.mark.parametrize(
     ("measurements", "expected", "absent"),
     [
-        (RSS_ONLY, "+5.0 MiB measured with memory_profiler", "allocated at peak"),
+        (
+            RSS_PEAK,
+            "Peak RSS growth during the request +5.0 MiB measured: peak RSS (VmHWM)",
+            "allocated at peak",
+        ),
+        (
+            RSS_DELTA,
+            "RSS after − before +5.0 MiB measured (objects freed by then are not counted)",
+            "Peak RSS",
+        ),
         (WITH_TRACEMALLOC, TRACEMALLOC_TEXT, None),
-        ({"measure": "none"}, 'off — set QUERYMEM_MEASURE = "tracemalloc"', "RSS increment"),
+        ({"measure": "none"}, 'off — set QUERYMEM_MEASURE = "tracemalloc"', "RSS"),
     ],
 )
 def test_measurements_are_labelled(

@@ -1,0 +1,43 @@
+"""Configuration defaults and constants shared by the extension, the panel and the CLI.
+
+A module of its own so that ``cli.py`` and ``extension.py`` can both import the
+constants without importing each other. Imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "MEASURE_CHOICES",
+    "PANEL_PATH",
+    "SKIP_ENVIRON_KEY",
+]
+
+#: Dotted path Flask-DebugToolbar imports the panel from (``DEBUG_TB_PANELS``).
+PANEL_PATH = "flask_querymem.panel.QueryMemPanel"
+
+#: WSGI environ key that makes the extension leave a request alone (the CLI
+#: profiles such requests itself; two profiles of one request would nest).
+SKIP_ENVIRON_KEY = "flask_querymem.skip"
+
+#: Accepted values of ``QUERYMEM_MEASURE`` (``None`` is read as ``"none"``).
+MEASURE_CHOICES = ("rss", "tracemalloc", "none")
+
+#: Config defaults (documented in the README's configuration table).
+DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
+    # None: active in debug mode with Flask-DebugToolbar enabled.
+    "QUERYMEM_ENABLED": None,
+    "QUERYMEM_TRACK_READS": True,
+    # Suggestions saving at least this much are highlighted and can be the "Biggest win".
+    "QUERYMEM_MIN_SAVINGS_BYTES": 1024 * 1024,
+    # No suggestion at all below this estimated saving. Measured: load_only
+    # suggestions estimated to save 11-239 B were net costs (the options cost
+    # more than the columns they left out), and the estimate's error is about
+    # 5%, so a saving has to be well above the noise to be worth an edit.
+    "QUERYMEM_MIN_SUGGEST_BYTES": 64 * 1024,
+    "QUERYMEM_IGNORE_MODULES": (),
+    "QUERYMEM_MEASURE": "rss",
+    "QUERYMEM_HISTORY_SIZE": 20,
+}
