@@ -120,9 +120,7 @@ class Backend:
         """Every row of every table, sorted: the database's content after a run."""
         with self.engine.connect() as conn:
             return {
-                table.name: sorted(
-                    (tuple(r) for r in conn.execute(sa.select(table))), key=repr
-                )
+                table.name: sorted((tuple(r) for r in conn.execute(sa.select(table))), key=repr)
                 for table in self.tables
             }
 
@@ -255,7 +253,9 @@ def apply(template: str, sug: Suggestion, line: int) -> str:
             model = sug.columns[0].split(".")[0] if sug.columns else ""
             target = f"select({model})"
             if span.count(target) != 1:
-                raise Unpasteable(f"{target} found {span.count(target)} times on lines {start}-{end}")
+                raise Unpasteable(
+                    f"{target} found {span.count(target)} times on lines {start}-{end}"
+                )
             span = span.replace(target, sug.code)
             if sug.hint and "session.execute" in sug.hint:
                 n_scalars = span.count("session.scalars(")
@@ -414,10 +414,8 @@ def summary_lines() -> list[str]:
     results = list(RESULTS.values())
     trials = [tr for r in results for tr in r.trials]
     lines = [
-        f"scenarios: {len(results)}, with a suggestion: "
-        f"{sum(1 for r in results if r.suggestions)}",
-        f"suggestions made: {len(trials)}, safe: "
-        f"{sum(1 for tr in trials if tr.verdict == 'safe')}",
+        f"scenarios: {len(results)}, with a suggestion: {sum(1 for r in results if r.suggestions)}",
+        f"suggestions made: {len(trials)}, safe: {sum(1 for tr in trials if tr.verdict == 'safe')}",
     ]
     for verdict in VERDICTS:
         names = sorted({tr.scenario for tr in trials if tr.verdict == verdict})

@@ -25,6 +25,7 @@ from sqlalchemy.orm import (
     MappedAsDataclass,
     composite,
     mapped_column,
+    query_expression,
     relationship,
 )
 
@@ -79,6 +80,7 @@ class User(Base):
     bio: Mapped[str] = mapped_column(sa.Text)
     prefs: Mapped[dict[str, t.Any]] = mapped_column(MutableDict.as_mutable(JsonType))
     posts: Mapped[list[Post]] = relationship(back_populates="author", order_by="Post.id")
+    rank_expr: Mapped[t.Optional[int]] = query_expression()  # noqa: UP045 - SQLAlchemy
 
     def kind(self) -> str:
         return "member"
@@ -241,8 +243,7 @@ def seed_rows() -> dict[str, list[dict[str, t.Any]]]:
         for i in range(1, 25)
     ]
     shapes = [
-        {"id": i, "label": f"shape{i}", "x1": i, "y1": i * 2, "payload": BIG}
-        for i in range(1, 21)
+        {"id": i, "label": f"shape{i}", "x1": i, "y1": i * 2, "payload": BIG} for i in range(1, 21)
     ]
     gadgets = [
         {
