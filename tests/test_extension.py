@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import sys
+import threading
 import tracemalloc
 import typing as t
 
@@ -22,8 +23,10 @@ from markupsafe import escape
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import flask_querymem.extension as extension_module
-from flask_querymem import QueryMem, tracking
-from flask_querymem.extension import PANEL_PATH
+from flask_querymem import config, location, measure, tracking
+from flask_querymem.extension import PANEL_PATH, QueryMem
+from flask_querymem.history import MemoryHistory, RequestProfile
+from flask_querymem.profiler import Profiler
 
 from .flask_helpers import (
     IsolatedDatabase,
@@ -116,7 +119,7 @@ def register_views(app: Flask) -> None:
 
     @app.route("/evil")
     def evil() -> str:
-        rows = db.session.query(Evil).all()
+        rows: list[t.Any] = db.session.query(Evil).all()
         return page("".join(f"<p>{escape(getattr(e, EVIL_COLUMN))}</p>" for e in rows))
 
     @app.route("/via-util")
@@ -650,7 +653,7 @@ def test_toolbar_jinja_environment_is_left_alone(make_app: AppFactory) -> None:
     """Never wrap the toolbar's shared loader (that leaks until RecursionError)."""
     app = make_app()
     toolbar = next(
-        f.__self__
+        f.__self__  # type: ignore[union-attr]
         for f in app.before_request_funcs[None]
         if isinstance(getattr(f, "__self__", None), DebugToolbarExtension)
     )
@@ -668,3 +671,149 @@ def test_history_defaults_to_the_current_app(make_app: AppFactory) -> None:
         qm = app.extensions["querymem"]
         assert qm.is_active()
         assert [p.path for p in qm.history()] == ["/json"]
+
+
+# --------------------------------------------------------------------------- the split modules
+
+MIB = 1024 * 1024
+
+
+def allocate_and_free(nbytes: int) -> None:
+    block = b"x" * nbytes  # touched, so it is resident
+    assert len(block) == nbytes
+    del block
+
+
+def test_constants_stay_importable_from_extension() -> None:
+    assert extension_module.SKIP_ENVIRON_KEY == config.SKIP_ENVIRON_KEY
+    assert extension_module.PANEL_PATH == config.PANEL_PATH
+    assert extension_module.DEFAULT_CONFIG is config.DEFAULT_CONFIG
+    assert config.DEFAULT_CONFIG["QUERYMEM_MIN_SUGGEST_BYTES"] == 64 * 1024
+
+
+def test_profiler_gets_app_roots_and_min_suggest_bytes(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, t.Any]] = []
+    real_init = Profiler.__init__
+
+    def spy(self: Profiler, *args: t.Any, **kwargs: t.Any) -> None:
+        seen.append(kwargs)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Profiler, "__init__", spy)
+    app = make_app(QUERYMEM_MIN_SUGGEST_BYTES=12345)
+    app.test_client().get("/contacts")
+    assert seen[-1]["app_roots"] == location.app_roots_for(app)
+    assert seen[-1]["min_suggest_bytes"] == 12345
+
+
+def test_min_suggest_bytes_drops_small_suggestions_with_a_note(make_app: AppFactory) -> None:
+    app = make_app(QUERYMEM_MIN_SUGGEST_BYTES=10**9)
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    assert ".with_entities(Contact.email)" not in content
+    assert "QUERYMEM_MIN_SUGGEST_BYTES" in text_of(content)  # the engine's note is displayed
+
+
+def test_history_records_have_ids_and_round_trip(make_app: AppFactory) -> None:
+    app = make_app()
+    client = app.test_client()
+    client.get("/json")
+    client.get("/contacts")
+    qm = app.extensions["querymem"]
+    first, second = qm.history(app)
+    assert first.id != second.id
+    store = qm.history_store(app)
+    assert store is not None and store.get(second.id) is second
+    again = RequestProfile.from_dict(json.loads(json.dumps(second.to_dict())))
+    assert again == second
+    assert RequestProfile.from_dict({**first.to_dict(), "added_later": 1}) == first
+
+
+def test_history_store_can_be_replaced(make_app: AppFactory) -> None:
+    app = make_app()
+    qm = app.extensions["querymem"]
+    store = MemoryHistory(5)
+    qm.set_history_store(store, app)
+    app.test_client().get("/json")
+    assert [r.path for r in store.records()] == ["/json"]
+    assert qm.history(app) == store.records()
+
+
+def test_page_stays_ascii(make_app: AppFactory) -> None:
+    """A literal U+00B7 made the toolbar's final UTF-8 encode reserve a larger buffer."""
+    app = make_app()
+    page_html = app.test_client().get("/contacts").get_data(as_text=True)
+    nav = nav_entry(page_html)
+    assert "&middot;" in nav and "\u00b7" not in nav
+    assert "&amp;middot;" not in nav
+    assert panel_content(page_html).isascii()
+
+
+def test_peak_rss_of_a_view_that_frees_its_objects(make_app: AppFactory) -> None:
+    """Issue 10: the RSS figure was sampled after the view freed its objects."""
+    if measure.rss_method() != measure.RSS_PEAK:
+        pytest.skip("/proc/self/clear_refs is not writable here: the peak method is unavailable")
+    app = make_app()
+
+    @app.route("/spike")
+    def spike() -> str:
+        rows = db.session.query(Contact).all()
+        allocate_and_free(40 * MIB)
+        return page(" ".join(str(escape(c.email)) for c in rows))
+
+    content = panel_content(app.test_client().get("/spike").get_data(as_text=True))
+    profile = app.extensions["querymem"].history(app)[-1]
+    assert profile.rss_method == "peak"
+    assert profile.rss_bytes is not None and profile.rss_bytes >= 35 * MIB
+    assert profile.overlapping == 0
+    text = text_of(content)
+    assert "Peak RSS growth during the request +" in text
+    assert "unreliable:" not in text
+
+
+def test_overlapping_requests_are_flagged_unreliable(make_app: AppFactory) -> None:
+    """Issue 7 item 9: tracemalloc's peak is process-wide; a second request reset it."""
+    was_tracing = tracemalloc.is_tracing()
+    app = make_app(QUERYMEM_MEASURE="tracemalloc")
+    first_allocated = threading.Event()
+    second_started = threading.Event()
+
+    @app.route("/first")
+    def first() -> str:
+        rows = db.session.query(Contact).all()
+        allocate_and_free(20 * MIB)
+        first_allocated.set()
+        assert second_started.wait(10)
+        return page(" ".join(str(escape(c.email)) for c in rows))
+
+    @app.route("/second")
+    def second() -> str:
+        second_started.set()
+        return page(" ".join(str(escape(c.email)) for c in db.session.query(Contact).all()))
+
+    pages: dict[str, str] = {}
+
+    def get(path: str) -> None:
+        pages[path] = app.test_client().get(path).get_data(as_text=True)
+
+    thread = threading.Thread(target=get, args=("/first",))
+    thread.start()
+    assert first_allocated.wait(10)
+    get("/second")  # starts while /first is still running
+    thread.join(10)
+    assert not thread.is_alive()
+
+    profiles = {p.path: p for p in app.extensions["querymem"].history(app)}
+    assert profiles["/first"].overlapping == 1
+    assert profiles["/second"].overlapping == 1
+    peak = profiles["/first"].tracemalloc_peak_bytes
+    assert peak is not None and peak >= 20 * MIB  # not erased by /second's start
+    for path in ("/first", "/second"):
+        text = text_of(panel_content(pages[path]))
+        assert "unreliable: 1 other request measured at the same time" in text
+
+    alone = app.test_client().get("/second").get_data(as_text=True)
+    assert "unreliable:" not in text_of(panel_content(alone))
+    assert app.extensions["querymem"].history(app)[-1].overlapping == 0
+    assert tracemalloc.is_tracing() == was_tracing

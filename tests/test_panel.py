@@ -376,3 +376,162 @@ def test_panel_class_contract_with_the_toolbar() -> None:
     }
     assert QueryMemPanel.name == "QueryMem"
     assert QueryMemPanel.name not in builtin
+
+
+# --------------------------------------------------------------------------- issue 10
+
+
+def test_unsized_result_is_not_sized_never_zero_bytes() -> None:
+    core = query(0, sql="SELECT email_address.email_address FROM email_address", nbytes=0)
+    core["entities"] = []
+    core["sized"] = False
+    data = report(core, query(1, line=20))
+    (unsized,) = [g for g in html.group_queries(data["queries"]) if not g.sized]
+    assert unsized.memory_label == "not sized"
+    assert unsized.bar_percent == 0.0
+    text = text_of(html.render_panel(data))
+    assert "not sized" in text
+    assert "1 query not sized" in text
+    row = text.split("not sized", 1)[0]
+    assert "0 B (estimated)" not in text and not row.rstrip().endswith("0 B")
+
+
+def test_foreign_key_needed_by_a_relationship_is_used() -> None:
+    data = report(
+        query(
+            0,
+            model="Order",
+            loaded=("id", "customer_id", "total_cents", "notes"),
+            read=("total_cents",),
+            relationships=("customer",),
+        )
+    )
+    data["queries"][0]["entities"][0]["columns_needed"] = ["customer_id"]
+    (group,) = html.group_queries(data["queries"])
+    (entity,) = group.entities
+    assert entity.unused_columns == ("id", "notes")
+    assert entity.used_count == 2
+    out = html.render_panel(data)
+    assert 'title="needed by a relationship read (foreign key)">customer_id<' in out
+    assert 'qmUnused" title="loaded but never read">customer_id<' not in out
+    assert "2 of 4 loaded columns used" in text_of(out)
+
+
+def test_biggest_win_needs_the_min_savings_and_says_when_nothing_qualifies() -> None:
+    data = report(
+        query(0, suggestion=suggestion(".with_entities(EmailAddress.email_address)", 500))
+    )
+    view = html.build_panel_view(data, min_savings_bytes=MIB)
+    assert view.biggest_win is None
+    assert view.no_win is not None and "1.0 MiB" in view.no_win
+    text = text_of(html.render_panel(data, min_savings_bytes=MIB))
+    assert "Biggest win" not in text
+    assert "No suggestion saves at least 1.0 MiB (QUERYMEM_MIN_SAVINGS_BYTES)" in text
+    assert ".with_entities(EmailAddress.email_address)" in text  # still in the table
+    assert html.build_panel_view(data, min_savings_bytes=500).biggest_win is not None
+
+
+def sug_full(**extra: t.Any) -> dict[str, t.Any]:
+    data = suggestion(".options(load_only(EmailAddress.email_address))", 2 * MIB, "load_only")
+    data["imports"] = ["from sqlalchemy.orm import load_only"]
+    data.update(extra)
+    return data
+
+
+def test_imports_are_shown_and_copied_with_the_code() -> None:
+    out = html.render_panel(report(query(0, suggestion=sug_full())))
+    assert '<code class="qmImports">from sqlalchemy.orm import load_only</code>' in out
+    copied = (
+        'data-code="from sqlalchemy.orm import load_only\n'
+        '.options(load_only(EmailAddress.email_address))"'
+    )
+    assert out.count(copied) == 2  # biggest win and the row
+
+
+def test_source_before_after_and_unverified_evidence() -> None:
+    sug = sug_full(
+        source_before="    emails = db.session.query(EmailAddress).all()",
+        source_after="    emails = db.session.query(EmailAddress).options(load_only(...)).all()",
+        evidence="incomplete",
+        unverified=["instances passed to jsonify()", "getattr with a computed name"],
+        callers=3,
+    )
+    text = text_of(html.render_panel(report(query(0, suggestion=sug))))
+    assert "- emails = db.session.query(EmailAddress).all()" in text
+    assert "+ emails = db.session.query(EmailAddress).options(load_only(...)).all()" in text
+    assert "unverified: instances passed to jsonify(); getattr with a computed name" in text
+    assert "this line runs from 3 call chains" in text
+
+
+def test_verified_suggestion_shows_the_measured_saving() -> None:
+    verification = {
+        "status": "verified",
+        "detail": None,
+        "measured_bytes_before": 5 * MIB,
+        "measured_bytes_after": 2 * MIB,
+    }
+    text = text_of(
+        html.render_panel(report(query(0, suggestion=sug_full(verification=verification))))
+    )
+    assert "verified: measured saving 3.0 MiB" in text
+    assert "Biggest win" in text
+
+
+def test_failed_verification_is_not_offered_and_says_why() -> None:
+    verification = {"status": "differs", "detail": "the response body changed"}
+    note = "a relationship is read in a template"
+    data = report(query(0, suggestion=sug_full(verification=verification), note=note))
+    view = html.build_panel_view(data)
+    assert view.biggest_win is None
+    (group,) = view.groups
+    assert group.suggestion is not None and not group.suggestion.offered
+    assert not group.suggestion.highlighted
+    out = html.render_panel(data)
+    text = text_of(out)
+    assert "Not offered: failed verification: the response body changed" in text
+    assert note in text
+    assert "qmCopy" not in out.split("</style>", 1)[1].split("<script", 1)[0]
+
+
+def test_callers_and_context_of_a_location() -> None:
+    q = query(0, kind="lazy_load", function="Customer.display_name")
+    q["location"]["callers"] = [
+        {"file": "/srv/app/views.py", "line": 12, "function": "index"},
+        {"file": "/srv/app/cli.py", "line": 3, "function": "main"},
+    ]
+    q["location"]["context"] = "during response serialization (marshmallow)"
+    (group,) = html.group_queries([q], base_dir="/srv")
+    assert group.called_from == "called from app/views.py:12 index, from app/cli.py:3 main"
+    text = text_of(html.render_panel(report(q), base_dir="/srv"))
+    assert "called from app/views.py:12 index, from app/cli.py:3 main" in text
+    assert "during response serialization (marshmallow)" in text
+
+
+def test_every_note_of_a_query_without_suggestion_is_shown() -> None:
+    notes = [f"note number {i}" for i in range(3)]
+    data = report(*(query(i, line=10 + i, note=notes[i]) for i in range(3)))
+    text = text_of(html.render_panel(data))
+    assert all(n in text for n in notes)
+
+
+def test_executions_give_the_repeat_count() -> None:
+    grouped = query(1, kind="lazy_load", line=42, count=150, nbytes=15000)
+    grouped["executions"] = 50
+    grouped["example_indexes"] = [1, 2, 3]
+    (group,) = html.group_queries([grouped])
+    assert group.repeat == 50
+    assert group.indexes == (1, 2, 3)
+    assert "×50" in text_of(html.render_panel(report(grouped)))
+    # an older report with one entry per execution, some already grouped: executions add up
+    a, b = query(1, line=42), query(7, line=42)
+    a["executions"], b["executions"] = 2, 3
+    (group,) = html.group_queries([a, b])
+    assert group.repeat == 5
+
+
+def test_panel_output_is_ascii() -> None:
+    data = n_plus_one_report()
+    data["queries"][0]["sql"] = "SELECT 'naïve — ünïcode'"
+    out = html.render_panel(data, measurements={"measure": "rss", "rss_method": "delta"})
+    assert out.isascii()
+    assert "naïve — ünïcode" in text_of(out)
