@@ -373,7 +373,7 @@ def check(backend: Backend, sc: Scenario, folder: Path) -> Result:
                 detail += " (import missing; with it: " + ("safe)" if ok else "still breaks)")
         elif not same_output(orig.output, got.output):
             verdict = "output"
-            detail = f"{_short(orig.output)} became {_short(got.output)}"
+            detail = _difference(orig.output, got.output)
         elif got.state != orig.state:
             verdict, detail = "database", _state_diff(orig.state, got.state)
         else:
@@ -394,9 +394,12 @@ def _missing_import(error: BaseException, source: str) -> str | None:
     return None
 
 
-def _short(value: t.Any, n: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
+def _difference(a: t.Any, b: t.Any) -> str:
+    """Where two outputs first differ: ``…before… became …after…``."""
+    ra, rb = repr(a), repr(b)
+    i = next((n for n, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)))
+    lo = max(0, i - 12)
+    return f"{ra[lo : i + 24]} became {rb[lo : i + 24]}"
 
 
 def _state_diff(a: dict[str, list[t.Any]], b: dict[str, list[t.Any]]) -> str:
@@ -421,4 +424,7 @@ def summary_lines() -> list[str]:
         names = sorted({tr.scenario for tr in trials if tr.verdict == verdict})
         count = sum(1 for tr in trials if tr.verdict == verdict)
         lines.append(f"  {verdict}: {count}" + (f" ({', '.join(names)})" if names else ""))
+    errors = sorted(r.scenario for r in results if r.original.report.errors)
+    if errors:
+        lines.append(f"profiles with internal engine errors: {len(errors)} ({', '.join(errors)})")
     return lines
