@@ -81,6 +81,13 @@ def test_bounce_page_panel_in_chromium(database_url: str, tmp_path: t.Any) -> No
             expect(row.locator("code.qmCode")).to_have_text(SUGGESTION)
             expect(row.locator("code.qmCode")).to_be_visible()
             expect(row).to_contain_text("EmailAddress ×")
+            # the user's line before and after the change, and a labelled measurement
+            diff = row.locator("pre.qmDiff")
+            expect(diff).to_be_visible()
+            expect(diff.locator(".qmAfter")).to_contain_text(SUGGESTION)
+            rss = panel.locator('tr.qmMeasure[data-measure="rss"]')
+            expect(rss).to_contain_text(re.compile(r"Peak RSS growth during the request|RSS after"))
+            expect(nav).to_contain_text("1 query · ")  # the &middot; entity, rendered
             # the toolbar's own tablesorter picked up our table
             header = panel.locator("#qmQueries thead th").first
             expect(header).to_have_class(re.compile(r"\btablesorter-header\b"))

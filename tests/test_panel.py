@@ -457,7 +457,7 @@ def test_source_before_after_and_unverified_evidence() -> None:
         callers=3,
     )
     text = text_of(html.render_panel(report(query(0, suggestion=sug))))
-    assert "- emails = db.session.query(EmailAddress).all()" in text
+    assert "- emails = db.session.query(EmailAddress).all()" in text  # dedented together
     assert "+ emails = db.session.query(EmailAddress).options(load_only(...)).all()" in text
     assert "unverified: instances passed to jsonify(); getattr with a computed name" in text
     assert "this line runs from 3 call chains" in text

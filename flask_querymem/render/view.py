@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import textwrap
 import typing as t
 
 __all__ = [
@@ -353,6 +354,9 @@ def _merge_suggestion(
     savings = sum(_int(s.get("estimated_savings_bytes")) for s in suggestions)
     verification = _verification(first.get("verification"))
     failed = bool(verification and verification.failed)
+    before, after = first.get("source_before"), first.get("source_after")
+    if before and after:  # shown one above the other: drop their common indentation
+        before, after = textwrap.dedent(f"{before}\n{after}").split("\n", 1)
     return SuggestionView(
         kind=str(first.get("kind", "")),
         code=str(first.get("code", "")),
@@ -362,8 +366,8 @@ def _merge_suggestion(
         highlighted=not failed and savings > 0 and savings >= min_savings_bytes,
         hint=str(first["hint"]) if first.get("hint") else None,
         imports=tuple(str(i) for i in first.get("imports") or ()),
-        source_before=str(first["source_before"]) if first.get("source_before") else None,
-        source_after=str(first["source_after"]) if first.get("source_after") else None,
+        source_before=str(before).rstrip() if before else None,
+        source_after=str(after).rstrip() if after else None,
         callers=_int(first.get("callers"), 1),
         evidence=str(first.get("evidence") or "complete"),
         unverified=tuple(str(r) for r in first.get("unverified") or ()),
