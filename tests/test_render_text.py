@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import typing as t
 
 import pytest
@@ -102,8 +101,9 @@ def test_callers_and_context() -> None:
     assert "during response serialization (marshmallow)" in out
 
 
-def test_text_renderer_needs_no_jinja() -> None:
+def test_text_renderer_uses_the_shared_view_model_not_the_html_renderer() -> None:
     import flask_querymem.render.text as module
 
-    assert "jinja2" not in vars(module)
-    assert os.path.basename(module.__file__ or "") == "text.py"
+    origins = {getattr(v, "__module__", None) for v in vars(module).values() if callable(v)}
+    assert "flask_querymem.render.view" in origins
+    assert "flask_querymem.render.html" not in origins
