@@ -12,6 +12,8 @@ import gc
 import os
 import platform
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import tracemalloc
@@ -89,6 +91,24 @@ def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+def quartiles(values: t.Sequence[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``values`` (inclusive method)."""
+    if not values:
+        raise ValueError("quartiles of no values")
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def fmt_quartiles(values: t.Sequence[float], digits: int = 2) -> str:
+    """``median (q1-q3)``, e.g. ``1.07 (1.03-1.12)``; ``-`` for no values."""
+    if not values:
+        return "-"
+    q1, q2, q3 = quartiles(values)
+    return f"{q2:.{digits}f} ({q1:.{digits}f}..{q3:.{digits}f})"
+
+
 def print_table(headers: t.Sequence[str], rows: t.Iterable[t.Sequence[object]]) -> None:
     """A plain left/right aligned text table (numbers right, first column left)."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
@@ -110,6 +130,33 @@ def temp_sqlite_url(name: str) -> tuple[str, tempfile.TemporaryDirectory[str]]:
     """A SQLite file in a fresh temporary folder (the caller keeps the folder object)."""
     tmp = tempfile.TemporaryDirectory(prefix="querymem-bench-")
     return "sqlite:///" + os.path.join(tmp.name, name), tmp
+
+
+def git_commit(path: str | None = None) -> str:
+    """Short commit of the checkout holding ``path`` (default: this folder), plus
+    ``+dirty`` when tracked files under ``flask_querymem/`` differ from it."""
+    where = os.path.abspath(path or os.path.dirname(__file__))
+    if not os.path.isdir(where):
+        where = os.path.dirname(where)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        top = git("rev-parse", "--show-toplevel")
+        dirty = git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            os.path.join(top, "flask_querymem"),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return head + (" + uncommitted changes in flask_querymem/" if dirty else "")
 
 
 def _cpu_model() -> str:

@@ -20,7 +20,20 @@ CASES = {
     "accuracy": ["--rows", "200"],
     "overhead": ["--sizes", "50,100", "--rounds", "1", "--min-seconds", "0"],
     "hotpaths": ["--rows", "200", "--repeat", "1"],
+    "shapes": ["--quick", "--memory", "--scale", "0.01", "--overhead-size", "200", "--rounds", "1"],
 }
+# every page shape of shapes.py: each must get a row in its results table
+SHAPES = [
+    "overhead",
+    "items10",
+    "items1k",
+    "items10k",
+    "nplus1",
+    "distinct100",
+    "reads10k",
+    "wide10k",
+    "jsonapi",
+]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,8 +61,23 @@ def test_benchmark_runs_on_tiny_sizes(script: str, tmp_path: pathlib.Path) -> No
         assert marker not in proc.stderr, proc.stderr[-3000:]
 
 
+def test_shapes_prints_a_row_per_shape_and_toolbar_set(tmp_path: pathlib.Path) -> None:
+    url = "sqlite:///" + str(tmp_path / "shapes.sqlite")
+    proc = run("shapes", *CASES["shapes"], "--database-url", url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("shape "))) :]
+    for shape in SHAPES:
+        for toolbar_set in ("default", "lean"):
+            assert any(x.split()[:2] == [shape, toolbar_set] for x in table), (shape, toolbar_set)
+    summary = lines[-1]
+    assert summary.startswith("summary: worst ratio "), summary
+    assert "goals met: " in summary
+    assert "C/A (QueryMem installed but inactive" in proc.stdout
+
+
 def test_every_benchmark_has_help() -> None:
-    # one interpreter for all four: the imports are most of the time
+    # one interpreter for all of them: the imports are most of the time
     code = (
         "import runpy, sys\n"
         f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
