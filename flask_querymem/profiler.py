@@ -18,6 +18,7 @@ import logging
 import typing as t
 
 from . import tracking
+from .location import default_roots
 from .record import ProfileRecord
 from .report import Report
 
@@ -69,7 +70,8 @@ class Profiler:
         rec = ProfileRecord(
             track_reads=self.track_reads,
             ignore_modules=self.ignore_modules,
-            app_roots=self.app_roots,
+            # decided once, at the start: the working directory may change later
+            app_roots=self.app_roots or default_roots(),
             min_suggest_bytes=self.min_suggest_bytes,
         )
         tracking.activate(rec)

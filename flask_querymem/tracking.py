@@ -266,7 +266,7 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
     a user list) that the query populated again: it is part of this query's
     result exactly like a new row, so it is counted and sized the same way."""
     stack = _stack.get()
-    if not stack:
+    if not stack or context is None:  # None: a bulk UPDATE synchronising loaded rows
         return
     try:
         q = _query_for_context(stack, context)

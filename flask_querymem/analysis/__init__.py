@@ -63,11 +63,11 @@ def analyse(rec: ProfileRecord) -> Report:
             refresh_reads.extend((rcls, key, code) for (rcls, key, _), code in q.reads.items())
 
     # one decision per source line, over every execution of it
-    by_line: dict[tuple[str, int] | None, list[Group]] = {}
+    by_line: dict[tuple[t.Any, ...], list[Group]] = {}
     for g in groups:
         by_line.setdefault(g.line_key, []).append(g)
-    decisions: dict[tuple[str, int] | None, tuple[suggest.Decision | None, str | None]] = {}
-    line_usage: dict[tuple[str, int] | None, tuple[ClassInfo | None, Usage | None]] = {}
+    decisions: dict[tuple[t.Any, ...], tuple[suggest.Decision | None, str | None]] = {}
+    line_usage: dict[tuple[t.Any, ...], tuple[ClassInfo | None, Usage | None]] = {}
     for line, line_groups in by_line.items():
         try:
             classes = {cls for g in line_groups for q in g.queries for cls, e in q.entities.items()}
@@ -85,9 +85,7 @@ def analyse(rec: ProfileRecord) -> Report:
                     for e in q.entities.values():
                         loaded |= e.columns_loaded
             line_usage[line] = (info, use)
-            decisions[line] = (
-                suggest.decide(line_groups, info, use, loaded) if line is not None else (None, None)
-            )
+            decisions[line] = suggest.decide(line_groups, info, use, loaded)
         except Exception:
             logger.exception("flask-querymem: could not decide a suggestion for %s", line)
             decisions[line] = (None, None)
@@ -95,7 +93,7 @@ def analyse(rec: ProfileRecord) -> Report:
     collections = collection_bytes(queries)
     reports: list[QueryReport] = []
     totals = Totals(queries=len(queries), distinct_queries=len(groups))
-    savings_by_line: dict[tuple[str, int] | None, list[tuple[QueryReport, float, float]]] = {}
+    savings_by_line: dict[tuple[t.Any, ...], list[tuple[QueryReport, float, float]]] = {}
     for g in groups:
         entities: list[EntityReport] = []
         g_bytes = 0

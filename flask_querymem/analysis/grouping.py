@@ -20,9 +20,11 @@ class Group:
     indexes: list[int] = field(default_factory=list)
 
     @property
-    def line_key(self) -> tuple[str, int] | None:
+    def line_key(self) -> tuple[t.Any, ...]:
+        """The source line (file, line) whose executions share one suggestion; a
+        statement without a location is a line of its own."""
         loc = self.first.location
-        return (str(loc["file"]), int(loc["line"])) if loc else None
+        return (str(loc["file"]), int(loc["line"])) if loc else self.key
 
 
 def group_key(q: QueryRecord) -> tuple[t.Any, ...]:
