@@ -86,6 +86,10 @@ class Suggestion:
     evidence: str = "complete"
     unverified: list[str] = field(default_factory=list)
     verification: dict[str, t.Any] | None = None
+    # where the fix goes, for tools that apply it (verify()): "module:QualName" of
+    # the model and the attribute keys kept
+    model_path: str | None = None
+    keys: list[str] = field(default_factory=list)
 
 
 @dataclass

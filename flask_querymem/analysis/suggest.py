@@ -173,4 +173,6 @@ def build(
         source_before=before,
         source_after=after_line,
         callers=callers,
+        model_path=f"{info.cls.__module__}:{info.cls.__qualname__}",
+        keys=list(decision.keys),
     )
