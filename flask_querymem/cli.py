@@ -14,6 +14,14 @@ the report on stdout (text, or JSON with ``--json``). An empty report says why
 1 for 4xx/5xx (after the report is printed), so a CI step fails on a broken page.
 Locations in the text report are relative to the app's own folder
 (:func:`base_dir_for`), whatever the current directory.
+
+``--verify`` proves each suggestion by replay (:mod:`flask_querymem.replay`):
+the same GET is sent twice more as it is and once per suggestion with the
+suggestion applied to its query, and the responses are compared; each
+suggestion then says *verified (measured saving)*, *failed verification* or why
+it was not replayed. A request that wrote to the database is replayed only with
+``--rollback`` (inside transactions that are rolled back; side effects outside
+the database would repeat).
 """
 
 from __future__ import annotations
@@ -125,7 +133,9 @@ def querymem_cli() -> None:
     """Profile the memory of SQLAlchemy queries (flask-querymem)."""
 
 
-def _run(info: ScriptInfo, url_path: str, as_json: bool) -> None:
+def _run(
+    info: ScriptInfo, url_path: str, as_json: bool, verify: bool = False, rollback: bool = False
+) -> None:
     if not url_path.startswith("/"):
         raise click.BadParameter("give a path on the app, starting with '/'", param_hint="PATH")
     app = info.load_app()
@@ -137,8 +147,18 @@ def _run(info: ScriptInfo, url_path: str, as_json: bool) -> None:
     if done.location and 300 <= done.status_code < 400:
         status_line += f" (Location: {done.location})"
     click.echo(status_line, err=True)
-    # Later: a --verify flag applies each suggestion, runs the request again and
-    # compares; it goes here, after the report of the first run, before the exit.
+    if verify:
+        from .replay import CapturedRequest, verify_request
+
+        try:
+            targets = verify_request(
+                app, CapturedRequest.get(url_path), done.report, rollback=rollback
+            )
+        except Exception as exc:
+            raise click.ClickException(
+                f"verifying {url_path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        click.echo(_verify_summary(targets), err=True)
     empty = explain_empty(done)
     if as_json:
         click.echo(json.dumps(done.report.to_dict(), indent=2))
@@ -152,27 +172,57 @@ def _run(info: ScriptInfo, url_path: str, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+def _verify_summary(targets: t.Sequence[t.Any]) -> str:
+    if not targets:
+        return "verify: no suggestion to verify"
+    counts: dict[str, int] = {}
+    for target in targets:
+        status = (target.suggestion.verification or {}).get("status", "?")
+        counts[status] = counts.get(status, 0) + 1
+    return "verify: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
 _PATH_ARG = click.argument("url_path", metavar="PATH")
 _JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+_VERIFY_OPT = click.option(
+    "--verify",
+    is_flag=True,
+    help="Replay the request with each suggestion applied, compare the responses and"
+    " measure the saving (tracemalloc).",
+)
+_ROLLBACK_OPT = click.option(
+    "--rollback",
+    is_flag=True,
+    help="With --verify: also replay a request that wrote to the database, inside"
+    " transactions that are rolled back (side effects outside the database repeat).",
+)
 
 
 @querymem_cli.command("profile")
 @_PATH_ARG
 @_JSON_OPT
+@_VERIFY_OPT
+@_ROLLBACK_OPT
 @pass_script_info
-def profile_command(info: ScriptInfo, url_path: str, as_json: bool) -> None:
+def profile_command(
+    info: ScriptInfo, url_path: str, as_json: bool, verify: bool, rollback: bool
+) -> None:
     """GET PATH with profiling and print the per-query memory report.
 
     The status goes to stderr, the report to stdout. Exits with status 1 when the
     response is a 4xx or 5xx (after printing the report).
     """
-    _run(info, url_path, as_json)
+    _run(info, url_path, as_json, verify, rollback)
 
 
 @querymem_cli.command("report")
 @_PATH_ARG
 @_JSON_OPT
+@_VERIFY_OPT
+@_ROLLBACK_OPT
 @pass_script_info
-def report_command(info: ScriptInfo, url_path: str, as_json: bool) -> None:
+def report_command(
+    info: ScriptInfo, url_path: str, as_json: bool, verify: bool, rollback: bool
+) -> None:
     """Alias of `profile` (its former name)."""
-    _run(info, url_path, as_json)
+    _run(info, url_path, as_json, verify, rollback)

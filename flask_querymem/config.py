@@ -13,6 +13,9 @@ __all__ = [
     "MEASURE_CHOICES",
     "PANEL_PATH",
     "SKIP_ENVIRON_KEY",
+    "VERIFY_CHOICES",
+    "VERIFY_ENDPOINT",
+    "VERIFY_RULE",
 ]
 
 #: Dotted path Flask-DebugToolbar imports the panel from (``DEBUG_TB_PANELS``).
@@ -24,6 +27,13 @@ SKIP_ENVIRON_KEY = "flask_querymem.skip"
 
 #: Accepted values of ``QUERYMEM_MEASURE`` (``None`` is read as ``"none"``).
 MEASURE_CHOICES = ("rss", "tracemalloc", "none")
+
+#: Accepted values of ``QUERYMEM_VERIFY``.
+VERIFY_CHOICES = ("off", "auto")
+
+#: The JSON endpoint the panel's Verify button calls (registered only while active).
+VERIFY_ENDPOINT = "querymem_verify"
+VERIFY_RULE = "/_querymem/verify/<record_id>"
 
 #: Config defaults (documented in the README's configuration table).
 DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
@@ -40,4 +50,8 @@ DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
     "QUERYMEM_IGNORE_MODULES": (),
     "QUERYMEM_MEASURE": "rss",
     "QUERYMEM_HISTORY_SIZE": 20,
+    # "auto": verify the suggestions of each GET request that wrote nothing by
+    # replaying it right after it ran (slow: the request runs 2 + N more times).
+    # "off": only when asked (the panel's Verify button, `flask querymem profile --verify`).
+    "QUERYMEM_VERIFY": "off",
 }

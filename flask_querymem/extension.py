@@ -21,6 +21,14 @@ per-app history (``QueryMem.history()``, a ``history.HistoryStore``) for JSON
 requests and the CLI. They hold plain data only (the core's ``Report``), never
 ORM instances.
 
+Verification by replay (``replay.py``): each profiled request keeps what is
+needed to send it again; while active, the extension registers a small JSON
+endpoint (``POST /_querymem/verify/<history id>``) that the panel's **Verify**
+button calls. It replays the request with the suggestion applied, stores the
+result in the history record's report and returns it. Unknown history ids are
+refused (404). With ``QUERYMEM_VERIFY = "auto"``, GET requests that wrote
+nothing are verified right after they ran.
+
 The other concerns live next door: ``config.py`` (defaults and constants),
 ``toolbar.py`` (what we know about Flask-DebugToolbar), ``measure.py`` (RSS and
 tracemalloc), ``history.py`` (the kept records).
@@ -39,10 +47,18 @@ import time
 import typing as t
 import weakref
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, jsonify, request
 
 from . import toolbar
-from .config import DEFAULT_CONFIG, MEASURE_CHOICES, PANEL_PATH, SKIP_ENVIRON_KEY
+from .config import (
+    DEFAULT_CONFIG,
+    MEASURE_CHOICES,
+    PANEL_PATH,
+    SKIP_ENVIRON_KEY,
+    VERIFY_CHOICES,
+    VERIFY_ENDPOINT,
+    VERIFY_RULE,
+)
 from .history import HistoryStore, MemoryHistory, RequestProfile
 from .measure import RequestMeasurement
 
@@ -140,6 +156,12 @@ class QueryMem:
         if measure not in MEASURE_CHOICES:
             choices = ", ".join(map(repr, MEASURE_CHOICES))
             raise ValueError(f"QUERYMEM_MEASURE = {measure!r} is not one of {choices}.")
+        verify = app.config["QUERYMEM_VERIFY"]
+        if verify is None or verify is False:
+            verify = app.config["QUERYMEM_VERIFY"] = "off"
+        if verify not in VERIFY_CHOICES:
+            choices = ", ".join(map(repr, VERIFY_CHOICES))
+            raise ValueError(f"QUERYMEM_VERIFY = {verify!r} is not one of {choices}.")
         if isinstance(app.config["QUERYMEM_IGNORE_MODULES"], str):
             app.config["QUERYMEM_IGNORE_MODULES"] = (app.config["QUERYMEM_IGNORE_MODULES"],)
 
@@ -167,6 +189,9 @@ class QueryMem:
         app.before_request_funcs.setdefault(None, []).insert(0, self._before_request)
         app.after_request(self._after_request)
         app.teardown_request(self._teardown_request)
+        app.add_url_rule(
+            VERIFY_RULE, endpoint=VERIFY_ENDPOINT, view_func=self._verify_view, methods=["POST"]
+        )
 
     def _decide(self, app: Flask) -> tuple[bool, str, int]:
         """(active, why, log level). Debug off is the normal production case: info only."""
@@ -243,6 +268,8 @@ class QueryMem:
         g.pop(_G_REPORT, None)
         if request.environ.get(SKIP_ENVIRON_KEY) or toolbar.is_toolbar_request(request):
             return
+        if request.endpoint == VERIFY_ENDPOINT:
+            return
         if g.get(_G_RUNNING) is not None:
             return
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -261,6 +288,10 @@ class QueryMem:
         profile = RequestProfile(
             method=request.method, path=request.path, started_at=time.time(), measure=measure
         )
+        from .replay import CapturedRequest
+
+        captured = CapturedRequest.from_request(request)
+        profile.request_data = captured.to_dict() if captured is not None else None
         measurement = RequestMeasurement(measure)
         try:
             profiler = Profiler(
@@ -315,11 +346,98 @@ class QueryMem:
         except Exception as internal:
             logger.exception("flask-querymem: could not finish the request profile (ignored)")
             profile.error = f"{type(internal).__name__}: {internal}"
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        if response is not None and app.config.get("QUERYMEM_VERIFY") == "auto":
+            self._auto_verify(app, profile)
         g.setdefault(_G_REPORT, profile)
-        state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
+        state = self._state(app)
         if state is not None:
             state.history.add(profile)
         return profile
+
+    # ------------------------------------------------------------------ verification
+
+    def _auto_verify(self, app: Flask, profile: RequestProfile) -> None:
+        """QUERYMEM_VERIFY = "auto": replay a GET that wrote nothing, now."""
+        from .replay import CapturedRequest, refusal, verify_request
+
+        report = profile.report
+        if report is None or profile.request_data is None or profile.status_code != 200:
+            return
+        if refusal(profile.method, report, rollback=False) is not None:
+            return  # writing or non-GET requests are only replayed when asked
+        if not any(q.suggestion for q in report.queries):
+            return
+        try:
+            verify_request(app, CapturedRequest.from_dict(profile.request_data), report)
+        except Exception:
+            logger.exception("flask-querymem: automatic verification failed (ignored)")
+
+    def verify_record(
+        self,
+        record_id: str,
+        *,
+        indexes: t.Collection[int] | None = None,
+        rollback: bool = False,
+        app: Flask | None = None,
+    ) -> list[dict[str, t.Any]] | None:
+        """Replay the history record ``record_id`` to verify its suggestions.
+
+        Returns one result per verified suggestion, or None when the id is
+        unknown. The results are also stored in the record's report.
+        """
+        from .render.view import verification_view
+        from .replay import CapturedRequest, verify_request
+
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        store = self.history_store(app)
+        record = store.get(record_id) if store is not None else None
+        if record is None:
+            return None
+        if record.report is None:
+            return []
+        if record.request_data is None:
+            raise LookupError("the request was not kept for replay (its body was too large)")
+        targets = verify_request(
+            app,
+            CapturedRequest.from_dict(record.request_data),
+            record.report,
+            rollback=rollback,
+            indexes=indexes,
+        )
+        results = []
+        for target in targets:
+            result = dict(target.suggestion.verification or {})
+            view = verification_view(result)
+            results.append(
+                {
+                    "indexes": sorted(
+                        {i for q in target.queries for i in (q.index, *q.example_indexes)}
+                    ),
+                    "code": target.suggestion.code,
+                    "verification": result,
+                    "label": view.label if view else "",
+                    "failed": bool(view and view.failed),
+                    "verified": bool(view and view.verified),
+                }
+            )
+        return results
+
+    def _verify_view(self, record_id: str) -> t.Any:
+        """``POST /_querymem/verify/<record_id>?query=3&rollback=1``: the Verify button."""
+        raw = request.args.get("query", "")
+        try:
+            indexes = [int(i) for i in raw.split(",") if i.strip()] or None
+        except ValueError:
+            return jsonify(error=f"query={raw!r} is not a list of query indexes"), 400
+        rollback = request.args.get("rollback") in ("1", "true", "yes")
+        try:
+            results = self.verify_record(record_id, indexes=indexes, rollback=rollback)
+        except LookupError as exc:
+            return jsonify(error=str(exc)), 409
+        if results is None:
+            return jsonify(error=f"unknown history id {record_id!r}"), 404
+        return jsonify(id=record_id, results=results)
 
 
 def get_request_profile() -> RequestProfile | None:

@@ -49,15 +49,21 @@ class RequestProfile:
     tracemalloc_retained_bytes: int | None = None
     overlapping: int = 0
     error: str | None = None
+    #: The request itself, to replay it (``replay.CapturedRequest.to_dict()``);
+    #: None when it was not kept (a body over ``replay.MAX_BODY_BYTES``).
+    request_data: dict[str, t.Any] | None = None
 
     def measurements(self) -> dict[str, t.Any]:
         """The non-report figures as a plain dict, which is what renderers take."""
         return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "report"
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("report", "request_data")
         }
 
     def to_dict(self) -> dict[str, t.Any]:
         data = self.measurements()
+        data["request_data"] = self.request_data
         data["report"] = self.report.to_dict() if self.report is not None else None
         return data
 

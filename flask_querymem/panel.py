@@ -24,9 +24,10 @@ import logging
 import os
 import typing as t
 
-from flask import current_app
+from flask import current_app, url_for
 from flask_debugtoolbar.panels import DebugPanel
 
+from .config import VERIFY_ENDPOINT
 from .render import html
 
 if t.TYPE_CHECKING:
@@ -149,4 +150,19 @@ class QueryMemPanel(DebugPanel):
             min_savings_bytes=int(config["QUERYMEM_MIN_SAVINGS_BYTES"]),
             track_reads=bool(config["QUERYMEM_TRACK_READS"]),
             base_dir=os.path.dirname(app.root_path),
+            verify=self._verify_buttons(profile),
         )
+
+    def _verify_buttons(self, profile: RequestProfile) -> dict[str, t.Any] | None:
+        """The Verify buttons' endpoint, and why a replay must be rolled back (if so)."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if profile.request_data is None or profile.report is None:
+            return None
+        if VERIFY_ENDPOINT not in app.view_functions:
+            return None
+        from .replay import refusal
+
+        return {
+            "url": url_for(VERIFY_ENDPOINT, record_id=profile.id),
+            "rollback": refusal(profile.method, profile.report, rollback=False),
+        }

@@ -102,14 +102,20 @@ def render_panel(
     min_savings_bytes: int = 0,
     track_reads: bool = True,
     base_dir: str | None = None,
+    verify: t.Mapping[str, t.Any] | None = None,
 ) -> str:
-    """Render the panel body for one request's report dict (escaped, self-contained HTML)."""
+    """Render the panel body for one request's report dict (escaped, self-contained HTML).
+
+    ``verify``: ``{"url": the verify endpoint of this request, "rollback": None, or why
+    a replay must be rolled back}`` to show a Verify button on each suggestion.
+    """
     view = build_panel_view(
         report,
         measurements=measurements,
         min_savings_bytes=min_savings_bytes,
         track_reads=track_reads,
         base_dir=base_dir,
+        verify=verify,
     )
     return _ascii(_environment().get_template("querymem/panel.html").render(view=view))
 

@@ -35,6 +35,7 @@ __all__ = [
     "group_queries",
     "measurement_rows",
     "plural",
+    "verification_view",
 ]
 
 _KIB = 1024
@@ -170,12 +171,16 @@ class VerificationView:
 
     @property
     def label(self) -> str:
+        """*verified (measured saving)*, *failed verification: why* or *unverified: why*."""
         if self.verified:
+            text = "verified"
             if self.measured_savings_bytes is not None:
-                return f"verified: measured saving {format_bytes(self.measured_savings_bytes)}"
-            return "verified"
+                text += f": measured saving {format_bytes(self.measured_savings_bytes)}"
+            return text + (f" ({self.detail})" if self.detail else "")
         if self.failed:
             return "failed verification" + (f": {self.detail}" if self.detail else "")
+        if self.status == "skipped":
+            return "unverified: not replayed" + (f": {self.detail}" if self.detail else "")
         return f"verification {self.status}" + (f": {self.detail}" if self.detail else "")
 
 
@@ -333,6 +338,11 @@ def _merge_entities(queries: t.Sequence[t.Mapping[str, t.Any]]) -> tuple[EntityV
         )
         for model in order
     )
+
+
+def verification_view(data: t.Mapping[str, t.Any] | None) -> VerificationView | None:
+    """A ``suggestion.verification`` dict as a view (None when there is none)."""
+    return _verification(data)
 
 
 def _verification(data: t.Mapping[str, t.Any] | None) -> VerificationView | None:
@@ -562,6 +572,9 @@ class PanelView:
     no_win: str | None = None
     unsized_count: int = 0
     measured: tuple[MeasurementView, ...] = ()
+    #: The Verify buttons: ``{"url": ..., "rollback": reason or None}``; None: no button
+    #: (the request was not kept for replay, or this is not a live panel).
+    verify: t.Mapping[str, t.Any] | None = None
 
 
 def _no_win_reason(groups: t.Sequence[QueryGroup], min_savings_bytes: int) -> str | None:
@@ -603,6 +616,7 @@ def build_panel_view(
     min_savings_bytes: int = 0,
     track_reads: bool = True,
     base_dir: str | None = None,
+    verify: t.Mapping[str, t.Any] | None = None,
 ) -> PanelView:
     """Turn ``Report.to_dict()`` plus the extension's measurements into a :class:`PanelView`."""
     queries = list(report.get("queries") or ())
@@ -627,4 +641,5 @@ def build_panel_view(
         no_win=None if win or not groups else _no_win_reason(groups, min_savings_bytes),
         unsized_count=sum(g.executions for g in groups if not g.sized),
         measured=measurement_rows(measurements) if measurements is not None else (),
+        verify=dict(verify) if verify else None,
     )
