@@ -59,21 +59,20 @@ def test_benchmark_runs_on_tiny_sizes(script: str, tmp_path: pathlib.Path) -> No
     # while a worker process shuts down): they only show on stderr
     for marker in ("Traceback", "Warning", "Exception ignored"):
         assert marker not in proc.stderr, proc.stderr[-3000:]
+    if script == "shapes":
+        check_shapes_output(lines)
 
 
-def test_shapes_prints_a_row_per_shape_and_toolbar_set(tmp_path: pathlib.Path) -> None:
-    url = "sqlite:///" + str(tmp_path / "shapes.sqlite")
-    proc = run("shapes", *CASES["shapes"], "--database-url", url)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    table = lines[lines.index(next(x for x in lines if x.startswith("shape "))) :]
+def check_shapes_output(lines: list[str]) -> None:
+    """shapes.py: a results row per page shape and toolbar set, C/A, the goal count."""
+    header = next(i for i, x in enumerate(lines) if x.startswith("shape "))
+    table = lines[header:]
     for shape in SHAPES:
         for toolbar_set in ("default", "lean"):
             assert any(x.split()[:2] == [shape, toolbar_set] for x in table), (shape, toolbar_set)
-    summary = lines[-1]
-    assert summary.startswith("summary: worst ratio "), summary
-    assert "goals met: " in summary
-    assert "C/A (QueryMem installed but inactive" in proc.stdout
+    assert any(x.startswith("C/A (QueryMem installed but inactive") for x in lines)
+    assert lines[-1].startswith("summary: worst ratio "), lines[-1]
+    assert "goals met: " in lines[-1]
 
 
 def test_every_benchmark_has_help() -> None:
