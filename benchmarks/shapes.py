@@ -40,7 +40,7 @@ Method (this machine has 2 shared, noisy cores):
   (QueryMem's 20-entry history not full). QueryMem's share = (D kept - B kept) /
   what the page's entities hold (tracemalloc, loaded in A).
 
-    python benchmarks/shapes.py                  # about 9 minutes
+    python benchmarks/shapes.py                  # about 7.5 minutes
     python benchmarks/shapes.py --quick          # under a minute, rough figures
     python benchmarks/shapes.py --only nplus1 --rounds 20
 """
