@@ -41,6 +41,7 @@ import datetime
 import decimal
 import difflib
 import gc
+import itertools
 import re
 import sys
 import threading
@@ -479,10 +480,39 @@ def _same(a: t.Any, b: t.Any) -> bool:
     return bool(normalise(a) == normalise(b))
 
 
+_SEGMENT = re.compile(r"[^\n,>]*[\n,>]|[^\n,>]+")
+
+
 def _stable_chunks(a: str, b: str) -> list[tuple[int, str]]:
-    """The parts of ``a`` that ``b`` has too, in order, with their offsets in ``a``."""
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return [(m.a, a[m.a : m.a + m.size]) for m in matcher.get_matching_blocks() if m.size]
+    """The parts of ``a`` that ``b`` has too, in order, with their offsets in ``a``.
+
+    Diffed by segments (ending at a newline, comma or ``>``), so a large page or
+    result stays fast; differing runs of segments are diffed by character when
+    they are small, else masked whole.
+    """
+    seg_a, seg_b = _SEGMENT.findall(a), _SEGMENT.findall(b)
+    starts_a = list(itertools.accumulate((len(x) for x in seg_a), initial=0))
+    starts_b = list(itertools.accumulate((len(x) for x in seg_b), initial=0))
+    chunks: list[tuple[int, str]] = []
+    matcher = difflib.SequenceMatcher(None, seg_a, seg_b)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        sa, ea = starts_a[i1], starts_a[i2]
+        if tag == "equal":
+            chunks.append((sa, a[sa:ea]))
+        elif tag == "replace" and ea - sa <= 2000 and starts_b[j2] - starts_b[j1] <= 2000:
+            part_b = b[starts_b[j1] : starts_b[j2]]
+            inner = difflib.SequenceMatcher(None, a[sa:ea], part_b, autojunk=False)
+            for m in inner.get_matching_blocks():
+                # a few characters in common (two tokens) is chance, not structure
+                if m.size >= 4:
+                    chunks.append((sa + m.a, a[sa + m.a : sa + m.a + m.size]))
+    merged: list[tuple[int, str]] = []
+    for offset, text in chunks:  # adjacent chunks are one
+        if merged and merged[-1][0] + len(merged[-1][1]) == offset:
+            merged[-1] = (merged[-1][0], merged[-1][1] + text)
+        else:
+            merged.append((offset, text))
+    return merged
 
 
 def _masked_match(chunks: list[tuple[int, str]], total: int, text: str) -> str | None:
