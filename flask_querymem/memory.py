@@ -10,19 +10,27 @@ per loaded instance (found with tracemalloc snapshots on SQLAlchemy 2.0/2.1):
   ``expired_attributes`` set and the weakref back to the instance);
 * the identity key tuple and its primary-key tuple;
 * one identity-map slot and one slot in the result list;
-* the column values, except objects CPython shares (None, bools, small ints,
-  one-character and empty strings).
+* the column values, except objects shared by every row: those CPython shares
+  (None, bools, small ints, one-character and empty strings) and ``Enum``
+  members (a ``sqlalchemy.Enum`` column returns the same member, or the same
+  string, for every row). A ``uuid.UUID`` counts its 128-bit ``int`` too.
+
+``docs/estimates.md`` explains each estimate and lists its measured error.
 
 ``benchmarks/accuracy.py`` and ``tests/test_memory_accuracy.py`` check these
 numbers against tracemalloc-measured retained memory.
 
-Pure functions only: nothing here keeps a reference to what it measures.
+Pure functions only: nothing here keeps a reference to what it measures (the
+per-mapper memo of ``shared_value_keys`` holds its mappers weakly).
 """
 
 from __future__ import annotations
 
+import enum
 import sys
 import typing as t
+import uuid
+import weakref
 
 _getsizeof = sys.getsizeof
 
@@ -31,12 +39,18 @@ _getsizeof = sys.getsizeof
 DICT_SLOT_BYTES = 52
 #: One pointer in the result list (plus list over-allocation, measured ~8.9 B).
 LIST_SLOT_BYTES = 9
-#: Growth of the InstanceState ``__dict__`` when ``load_only``/``defer`` adds a
-#: per-instance ``callables`` dict (measured with tracemalloc).
-STATE_DICT_GROWTH_BYTES = 64
+#: What ``load_only``/``defer`` adds per instance besides the ``callables`` dict
+#: itself (measured with tracemalloc, CPython 3.11, SQLAlchemy 2.0.0 and 2.1.9,
+#: the same on both). SQLAlchemy tests ``"callables" in state.__dict__``, which
+#: makes the state's ``__dict__`` a real dict object (64 B), then sets
+#: ``state.callables``: a key the class's shared (split) keys lack, so the dict
+#: becomes a combined table sized for 3x its 7 keys (400 B) while the 80 B
+#: array of values it replaces is freed: 64 + 400 - 80 = 384 B.
+STATE_DICT_GROWTH_BYTES = 384
+
 
 def value_bytes(value: object, _depth: int = 0) -> int:
-    """Memory a fresh column value holds, 0 for objects CPython shares."""
+    """Memory a fresh column value holds, 0 for objects shared by every row."""
     if value is None or value is True or value is False:
         return 0
     tp = type(value)
@@ -44,6 +58,12 @@ def value_bytes(value: object, _depth: int = 0) -> int:
         return 0 if -5 <= value <= 256 else _getsizeof(value)  # type: ignore[operator]
     if tp is str:
         return 0 if len(value) <= 1 and (not value or ord(value) < 256) else _getsizeof(value)  # type: ignore[arg-type]
+    if isinstance(value, enum.Enum):
+        return 0  # one member object per enum class, shared by every row
+    if isinstance(value, uuid.UUID):
+        # a slotted object (56 B) holding a 128-bit int (44 B); ``is_safe`` is an
+        # enum member (shared)
+        return _getsizeof(value) + _getsizeof(value.int)
     size = _getsizeof(value)
     if _depth < 3:
         # JSON / ARRAY columns: count the contents too, bounded.
@@ -61,10 +81,11 @@ def value_bytes(value: object, _depth: int = 0) -> int:
 
 
 class InstanceSize(t.NamedTuple):
-    """Sizes of one sampled instance: ORM bookkeeping and per-attribute values."""
+    """Sizes of one sampled instance: ORM bookkeeping and per-attribute values
+    (or the mean of several: ``EntityRecord`` merges samples, hence floats)."""
 
-    overhead: int  # everything but the column values
-    values: dict[str, int]  # attribute key -> bytes of its value
+    overhead: float  # everything but the column values
+    values: dict[str, float]  # attribute key -> bytes of its value
 
 
 def measure_instance(
@@ -97,11 +118,39 @@ def measure_instance(
         coll = dict_.get(k)
         if coll is not None:  # an eagerly loaded collection (joinedload)
             overhead += collection_bytes(coll)
-    values = {}
+    values: dict[str, float] = {}
+    shared = shared_value_keys(state.manager.mapper)
     for k in column_keys:
         if k in dict_:
-            values[k] = value_bytes(dict_[k])
+            values[k] = 0 if k in shared else value_bytes(dict_[k])
     return InstanceSize(overhead, values)
+
+
+_shared_keys: weakref.WeakKeyDictionary[t.Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def shared_value_keys(mapper: t.Any) -> frozenset[str]:
+    """Column attributes of ``mapper`` whose loaded values are shared objects.
+
+    A ``sqlalchemy.Enum`` column converts each database value through a lookup
+    table, so every row gets the same object: the enum member, or for a
+    string-only ``Enum`` the same ``str`` (which ``value_bytes`` cannot tell
+    from a fresh one). Memoized per mapper (weakly: a mapper can be disposed).
+    """
+    try:
+        keys = _shared_keys.get(mapper)
+    except TypeError:  # not weakly referenceable: a stand-in in a test
+        return frozenset()
+    if keys is None:
+        import sqlalchemy as sa
+
+        found = set()
+        for prop in getattr(mapper, "column_attrs", ()):
+            cols: t.Sequence[t.Any] = getattr(prop, "columns", ())
+            if len(cols) == 1 and isinstance(getattr(cols[0], "type", None), sa.Enum):
+                found.add(prop.key)
+        keys = _shared_keys[mapper] = frozenset(found)
+    return keys
 
 
 def collection_bytes(coll: t.Any) -> int:

@@ -23,34 +23,68 @@ from .memory import InstanceSize
 _serials = itertools.count(1)
 _query_ids = itertools.count(1)
 
-#: Samples kept per (query, class): a spread sample is enough for a mean.
-MAX_SAMPLES = 400
+#: Most samples kept per (query, class): between half this and this many,
+#: each standing for an equal share of everything the query loaded. Even.
+MAX_SAMPLES = 128
 #: The first instances of a class have larger ``__dict__``s (CPython key sharing
 #: settles after a few); skip them once later ones are available.
 WARMUP_INSTANCES = 20
 
 
+def _merged(a: InstanceSize, b: InstanceSize) -> InstanceSize:
+    """The mean of two samples that stand for equally many instances (a value
+    one of them lacks, not loaded there, counts as 0, as ``entity_size`` does)."""
+    av, bv = a.values, b.values
+    values = {k: (av.get(k, 0) + bv.get(k, 0)) / 2 for k in av.keys() | bv.keys()}
+    return InstanceSize((a.overhead + b.overhead) / 2, values)
+
+
 @dataclass
 class EntityRecord:
-    """Instances of one class loaded by one query."""
+    """Instances of one class loaded by one query.
+
+    Sampling, called as each instance loads with the total unknown (tracking's
+    ``_count``: ``if ent.count >= ent.next_sample: ent.add_sample(size)``):
+    the first ``WARMUP_INSTANCES`` are all sized and kept apart (used only for
+    a result that small); after them, a systematic sample of every
+    ``sample_stride``-th instance. When ``MAX_SAMPLES`` are kept and another
+    is due, the stride doubles and each pair of neighbouring samples becomes
+    one, their mean: every kept sample then stands for ``sample_stride``
+    consecutive instances, so their plain mean is spread evenly over the whole
+    result so far (a result whose later rows are larger is sized as a whole,
+    not by its head), no measurement is thrown away, and the cost is bounded:
+    ``MAX_SAMPLES`` values kept, ``MAX_SAMPLES / 2`` instances sized per
+    doubling of the result.
+    """
 
     cls: type
     column_keys: tuple[str, ...] = ()
     collection_keys: tuple[str, ...] = ()
     count: int = 0
     refreshed: int = 0  # of ``count``: rows already in the session, refreshed by this query
-    next_sample: int = 1
+    next_sample: int = 1  # the ``count`` at which the next instance is to be sized
+    sample_stride: int = 1  # instances each kept sample stands for (after the warm-up)
     columns_loaded: set[str] = field(default_factory=set)
     samples: list[InstanceSize] = field(default_factory=list)
     warmup_samples: list[InstanceSize] = field(default_factory=list)
 
     def add_sample(self, size: InstanceSize) -> None:
+        """Keep the size of instance number ``count`` (it was due: ``count >= next_sample``)."""
         if self.count <= WARMUP_INSTANCES:
             self.warmup_samples.append(size)
-        elif len(self.samples) < MAX_SAMPLES:
-            self.samples.append(size)
-        # Geometric-ish spacing: dense at first, ~32 samples per doubling after.
-        self.next_sample = self.count + max(1, self.count // 32)
+            self.next_sample = self.count + 1
+            return
+        samples = self.samples
+        if len(samples) >= MAX_SAMPLES:
+            # The new sample is due at MAX_SAMPLES x stride: the first instance of
+            # a cell of the doubled stride too, so the cells stay aligned.
+            samples[:] = [
+                _merged(samples[i], samples[i + 1]) if i + 1 < len(samples) else samples[i]
+                for i in range(0, len(samples), 2)
+            ]
+            self.sample_stride *= 2
+        samples.append(size)
+        self.next_sample = self.count + self.sample_stride
 
     def usable_samples(self) -> list[InstanceSize]:
         return self.samples or self.warmup_samples

@@ -1,4 +1,7 @@
-"""Memory of what a group of queries loaded, from the samples taken while loading."""
+"""Memory of what a group of queries loaded, from the samples taken while loading.
+
+``docs/estimates.md`` explains each estimate and lists its measured error.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import typing as t
 
 import sqlalchemy as sa
 
-from ..memory import filled_collection_bytes
+from ..memory import filled_collection_bytes, row_bytes
 from ..record import EntityRecord, QueryRecord
 
 
@@ -73,3 +76,46 @@ def collection_bytes(queries: t.Sequence[QueryRecord]) -> dict[tuple[int, type],
             n_members / n_parents
         )
     return out
+
+
+#: Batches of a ``yield_per`` stream alive at its peak: the one the application
+#: is iterating over and the one being loaded (measured with tracemalloc: 2.0 to
+#: 2.5 batches of instances, the rest is the fetched rows of both batches).
+STREAM_BATCHES_HELD = 2
+
+
+def stream_held_bytes(q: QueryRecord, yield_per: int) -> int:
+    """The most a ``yield_per`` stream holds at once, when the application does
+    not keep what it iterates over: two batches of instances and the rows
+    fetched for them (a ``Row`` of the selected columns per instance).
+
+    ``q.entities`` gives the count and the samples, as for the total estimate
+    (which stays the total streamed: what the stream allocated over its run).
+    ``yield_per`` is the ``yield_per`` execution option the query ran with
+    (``ORMExecuteState.execution_options["yield_per"]``, set both by
+    ``Query.yield_per(n)`` and by ``execution_options(yield_per=n)``).
+    """
+    ents = [e for e in q.entities.values() if e.count]
+    if not ents or yield_per <= 0:
+        return 0
+    rows = max(e.count for e in ents)  # one instance of each class per row, at most
+    total = sum(e.count * entity_size(e).per_instance for e in ents)
+    n_columns = sum(len(e.columns_loaded) for e in ents)
+    per_row = total / rows + row_bytes(n_columns, 0.0)
+    return int(min(rows, STREAM_BATCHES_HELD * yield_per) * per_row)
+
+
+def projected_rows(instances: int, rows_fetched: int | None) -> int:
+    """Rows a column projection of a query returns.
+
+    A join that multiplies rows (``query(User).join(User.addresses)``) loads
+    each instance once but returns, projected, one ``Row`` per fetched row. The
+    fetched count is known only where the DBAPI tells it: ``cursor.rowcount``
+    after executing a SELECT is the row count on psycopg2 (client-side cursor),
+    PyMySQL and mysqlclient, but -1 on sqlite3 and on server-side cursors
+    (``yield_per``). Unknown (``None`` or negative): the instance count, which
+    is right when every row is a distinct instance.
+    """
+    if rows_fetched is None or rows_fetched < 0:
+        return instances
+    return max(instances, rows_fetched)
