@@ -151,6 +151,8 @@ class Response:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    #: the exception the app logged while answering (``got_request_exception``)
+    exception: str | None = None
 
     def canonical(self) -> str:
         lines = [str(self.status)]
@@ -179,20 +181,33 @@ def _compared_headers(response: t.Any) -> list[tuple[str, str]]:
 
 
 def _sender(app: Flask, captured: CapturedRequest) -> t.Callable[[], Response]:
+    from flask import got_request_exception
+
     def send() -> Response:
+        raised: list[str] = []
+
+        def on_exception(sender: t.Any, exception: BaseException, **extra: t.Any) -> None:
+            raised.append(f"{type(exception).__name__}: {exception}")
+
         client = app.test_client(use_cookies=False)
-        resp = client.open(
-            captured.path,
-            method=captured.method,
-            query_string=captured.query_string,
-            headers=captured.headers,
-            data=captured.body,
-            base_url=captured.base_url,
-            environ_overrides={SKIP_ENVIRON_KEY: True},
-            buffered=True,
-        )
+        with got_request_exception.connected_to(on_exception, app):
+            resp = client.open(
+                captured.path,
+                method=captured.method,
+                query_string=captured.query_string,
+                headers=captured.headers,
+                data=captured.body,
+                base_url=captured.base_url,
+                environ_overrides={SKIP_ENVIRON_KEY: True},
+                buffered=True,
+            )
         try:
-            return Response(resp.status_code, _compared_headers(resp), resp.get_data())
+            return Response(
+                resp.status_code,
+                _compared_headers(resp),
+                resp.get_data(),
+                raised[-1][:300] if raised else None,
+            )
         finally:
             resp.close()
 
@@ -202,7 +217,8 @@ def _sender(app: Flask, captured: CapturedRequest) -> t.Callable[[], Response]:
 def _describe(first: t.Any, applied: t.Any) -> str:
     a, b = first.canonical(), applied.canonical()
     if first.status != applied.status:
-        return f"status {first.status} became {applied.status}"
+        why = f" ({applied.exception})" if applied.exception else ""
+        return f"status {first.status} became {applied.status}{why}"
     i = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     lo = max(0, i - 30)
     return f"response differs at byte {i}: {a[lo : i + 50]!r} became {b[lo : i + 50]!r}"

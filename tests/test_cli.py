@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from flask_querymem.cli import base_dir_for
 from flask_querymem.location import app_roots_for
 
 from .flask_helpers import isolated_database
-from .models import Base, User, seed
+from .models import Address, Base, User, seed
 
 HERE = os.path.abspath(__file__)
 
@@ -40,6 +42,11 @@ def engine(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> t.Ite
             yield eng
         finally:
             eng.dispose()
+
+
+def first_letters_of_bio(users: t.Iterable[t.Any]) -> str:
+    # reads a column from the instance __dict__: no attribute descriptor sees it
+    return "".join(str(vars(u).get("bio", ""))[:3] for u in users)
 
 
 @pytest.fixture()
@@ -76,6 +83,26 @@ def app(engine: sa.Engine) -> Flask:
     def boom() -> str:
         names()
         raise KeyError("boom")
+
+    @app.route("/now")
+    def now() -> str:
+        # a token that changes on every request, like a CSRF token or a timestamp
+        return f"<p>generated {uuid.uuid4().hex}</p>" + names()
+
+    @app.route("/sneaky")
+    def sneaky() -> str:
+        with Session(engine) as s:
+            users = s.scalars(sa.select(User).order_by(User.id)).all()  # SNEAKY
+            return ",".join(u.name for u in users) + first_letters_of_bio(users)
+
+    @app.route("/touch")
+    def touch() -> str:
+        with Session(engine) as s:
+            users = s.scalars(sa.select(User).order_by(User.id)).all()  # TOUCH
+            shown = ",".join(u.name for u in users)
+            s.execute(sa.update(Address).where(Address.id == 1).values(city="Touched"))
+            s.commit()
+            return shown
 
     return app
 
@@ -187,3 +214,84 @@ def test_a_path_must_start_with_a_slash(app: Flask) -> None:
     result = invoke(app, "profile", "users")
     assert result.exit_code == 2
     assert "starting with '/'" in result.output
+
+
+# --------------------------------------------------------------------------- --verify
+
+
+def city_of_address_1(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(sa.select(Address.city).where(Address.id == 1)).scalar_one())
+
+
+def test_verify_replays_the_request_and_shows_the_measured_saving(app: Flask) -> None:
+    result = invoke(app, "profile", "--verify", "/users")
+    assert result.exit_code == 0, result.output
+    assert "verify: 1 verified" in result.stderr
+    assert "suggest: select(User.name)" in result.stdout
+    assert re.search(r"verified: measured saving \d[\d.]* (B|KiB|MiB)", result.stdout), result.stdout
+
+    as_json = invoke(app, "profile", "--json", "--verify", "/users")
+    (query,) = json.loads(as_json.stdout)["queries"]
+    v = query["suggestion"]["verification"]
+    assert v["status"] == "verified" and v["detail"] is None
+    assert v["measured_bytes_before"] > v["measured_bytes_after"] > 0
+
+
+def test_verify_catches_a_column_read_through_vars(app: Flask) -> None:
+    result = invoke(app, "profile", "--json", "--verify", "/sneaky")
+    assert result.exit_code == 0, result.output
+    (query,) = json.loads(result.stdout)["queries"]
+    assert query["location"]["line"] == line_of("# SNEAKY")
+    v = query["suggestion"]["verification"]
+    assert v["status"] in ("differs", "error"), v
+    assert "vars()" in v["detail"]
+    text = invoke(app, "profile", "--verify", "/sneaky").stdout
+    assert "not offered: select(User.name): failed verification" in text
+
+
+def test_verify_masks_what_changes_between_two_runs(app: Flask) -> None:
+    result = invoke(app, "profile", "--json", "--verify", "/now")
+    (query,) = json.loads(result.stdout)["queries"]
+    v = query["suggestion"]["verification"]
+    assert v["status"] == "verified", v
+    assert re.fullmatch(
+        r"not deterministic: compared [\d,]+ of [\d,]+ bytes \(the parts that differed .*\)",
+        v["detail"],
+    ), v["detail"]
+
+
+def test_verify_never_replays_a_writing_request_outside_a_rolled_back_transaction(
+    app: Flask, engine: sa.Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.update(Address).where(Address.id == 1).values(city="Springfield"))
+    result = invoke(app, "profile", "--json", "--verify", "/touch")
+    assert result.exit_code == 0, result.output
+    assert city_of_address_1(engine) == "Touched"  # the profiled run itself
+    queries = json.loads(result.stdout)["queries"]
+    assert any(q["kind"] == "write" for q in queries)
+    (sug,) = [q["suggestion"] for q in queries if q["suggestion"]]
+    v = sug["verification"]
+    assert v["status"] == "skipped" and "wrote to the database" in v["detail"], v
+    assert "--rollback" in v["detail"]
+
+    with engine.begin() as conn:
+        conn.execute(sa.update(Address).where(Address.id == 1).values(city="Springfield"))
+    result = invoke(app, "profile", "--json", "--verify", "--rollback", "/touch")
+    assert result.exit_code == 0, result.output
+    (sug,) = [q["suggestion"] for q in json.loads(result.stdout)["queries"] if q["suggestion"]]
+    v = sug["verification"]
+    assert v["status"] == "verified", v
+    assert "rolled back" in v["detail"]
+    assert city_of_address_1(engine) == "Touched"
+    with engine.begin() as conn:  # only the profiled run wrote: the replays were rolled back
+        conn.execute(sa.update(Address).where(Address.id == 1).values(city="Springfield"))
+    invoke(app, "profile", "--verify", "--rollback", "/users")
+    assert city_of_address_1(engine) == "Springfield"
+
+
+def test_verify_on_a_page_without_suggestions_says_so(app: Flask) -> None:
+    result = invoke(app, "profile", "--verify", "/empty")
+    assert result.exit_code == 0, result.output
+    assert "verify: no suggestion to verify" in result.stderr
