@@ -9,10 +9,13 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import sys
 import threading
 import tracemalloc
 import typing as t
+import uuid
+from html import unescape as html_unescape
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +30,7 @@ from flask_querymem import config, location, measure, tracking
 from flask_querymem.extension import PANEL_PATH, QueryMem
 from flask_querymem.history import MemoryHistory, RequestProfile
 from flask_querymem.profiler import Profiler
+from flask_querymem.render import html
 
 from .flask_helpers import (
     IsolatedDatabase,
@@ -817,3 +821,140 @@ def test_overlapping_requests_are_flagged_unreliable(make_app: AppFactory) -> No
     assert "unreliable:" not in text_of(panel_content(alone))
     assert app.extensions["querymem"].history(app)[-1].overlapping == 0
     assert tracemalloc.is_tracing() == was_tracing
+
+
+# --------------------------------------------------------------------------- verify by replay
+
+
+def verify_button(page_html: str) -> dict[str, str]:
+    match = re.search(r'<button type="button" class="qmVerify"([^>]*)>([^<]*)</button>', page_html)
+    assert match, "no Verify button in the panel"
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', match.group(1)))
+    attrs["text"] = match.group(2)
+    return attrs
+
+
+def add_verify_views(app: Flask) -> None:
+    @app.route("/token")
+    def token() -> str:
+        rows = db.session.query(Contact).all()
+        csrf = uuid.uuid4().hex  # changes on every request
+        body = "".join(f"<li>{escape(c.email)}</li>" for c in rows)
+        return page(f'<input name="csrf" value="{csrf}"><ul>{body}</ul>')
+
+    @app.route("/contact-all", methods=["POST"])
+    def contact_all() -> str:
+        rows = db.session.query(Contact).all()
+        body = "".join(f"<li>{escape(c.email)}</li>" for c in rows)
+        db.session.execute(sa.update(Evil).values(body="contacted"))  # a log of the mailing
+        db.session.commit()
+        return page(f"<ul>{body}</ul>")
+
+
+def contacted(app: Flask) -> int:
+    with app.app_context():
+        query = sa.select(sa.func.count()).select_from(Evil).where(Evil.body == "contacted")
+        return int(db.session.execute(query).scalar_one())
+
+
+def test_the_verify_button_replays_the_request_and_stores_the_result(
+    make_app: AppFactory,
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    page_html = client.get("/contacts").get_data(as_text=True)
+    (record,) = app.extensions["querymem"].history(app)
+    button = verify_button(panel_content(page_html))
+    assert button["text"] == "Verify"
+    assert button["data-url"] == f"/_querymem/verify/{record.id}"
+    assert "data-rollback" not in button
+
+    response = client.post(f"{button['data-url']}?query={button['data-query']}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    (result,) = response.get_json()["results"]
+    assert result["code"] == ".with_entities(Contact.email)"
+    assert result["verified"] and not result["failed"]
+    assert result["verification"]["status"] == "verified"
+    assert result["label"].startswith("verified: measured saving ")
+    # the history keeps it, and the verify request itself was not profiled
+    (kept,) = app.extensions["querymem"].history(app)
+    assert kept.report is not None
+    (q,) = [q for q in kept.report.queries if q.suggestion]
+    assert q.suggestion is not None
+    assert q.suggestion.verification == result["verification"]
+    assert "verified: measured saving" in text_of(
+        html.render_panel(kept.report.to_dict(), min_savings_bytes=0)
+    )
+
+
+def test_the_verify_endpoint_refuses_unknown_history_ids(make_app: AppFactory) -> None:
+    app = make_app()
+    client = app.test_client()
+    client.get("/contacts")
+    response = client.post("/_querymem/verify/" + "0" * 32)
+    assert response.status_code == 404
+    assert "unknown history id" in response.get_json()["error"]
+    assert client.get("/_querymem/verify/" + "0" * 32).status_code == 405  # POST only
+
+
+def test_the_verify_endpoint_exists_only_while_active(make_app: AppFactory) -> None:
+    app = make_app(DEBUG=False)
+    assert not app.extensions["querymem"].is_active(app)
+    assert config.VERIFY_ENDPOINT not in app.view_functions
+    assert app.test_client().post("/_querymem/verify/x").status_code == 404
+
+
+def test_a_writing_request_is_verified_only_rolled_back(make_app: AppFactory) -> None:
+    app = make_app()
+    add_verify_views(app)
+    client = app.test_client()
+    page_html = client.post("/contact-all").get_data(as_text=True)
+    assert contacted(app) == 3
+    button = verify_button(panel_content(page_html))
+    assert button["text"] == "Verify in a rolled-back transaction"
+    assert button["data-rollback"] == "1"
+    assert "POST request is not replayed unless asked" in html_unescape(button["title"])
+
+    url = f"{button['data-url']}?query={button['data-query']}"
+    (result,) = client.post(url).get_json()["results"]
+    assert result["verification"]["status"] == "skipped"
+    assert result["label"].startswith("unverified: not replayed: a POST request")
+
+    with app.app_context():
+        db.session.execute(sa.update(Evil).values(body="reset"))
+        db.session.commit()
+    (result,) = client.post(url + "&rollback=1").get_json()["results"]
+    assert result["verification"]["status"] == "verified", result
+    assert "rolled back" in result["verification"]["detail"]
+    assert contacted(app) == 0, "the replays' writes were rolled back"
+
+
+def test_a_non_deterministic_page_is_compared_on_its_stable_bytes(make_app: AppFactory) -> None:
+    app = make_app()
+    add_verify_views(app)
+    client = app.test_client()
+    client.get("/token")
+    (record,) = app.extensions["querymem"].history(app)
+    (result,) = client.post(f"/_querymem/verify/{record.id}").get_json()["results"]
+    v = result["verification"]
+    assert v["status"] == "verified", v
+    compared, total = (int(n.replace(",", "")) for n in v["detail"].split()[3:6:2])
+    assert 0 < total - compared <= 64, v["detail"]  # the 32 hex digits of the token
+
+
+def test_verify_auto_verifies_get_requests(make_app: AppFactory) -> None:
+    app = make_app(QUERYMEM_VERIFY="auto")
+    page_html = app.test_client().get("/contacts").get_data(as_text=True)
+    content = text_of(panel_content(page_html))
+    assert "verified: measured saving" in content
+    (record,) = app.extensions["querymem"].history(app)
+    assert record.report is not None
+    (q,) = [q for q in record.report.queries if q.suggestion]
+    assert q.suggestion is not None and q.suggestion.verification is not None
+    assert q.suggestion.verification["status"] == "verified"
+
+
+def test_verify_config_is_checked(make_app: AppFactory) -> None:
+    with pytest.raises(ValueError, match="QUERYMEM_VERIFY"):
+        make_app(QUERYMEM_VERIFY="always")
+    assert make_app(QUERYMEM_VERIFY=None).config["QUERYMEM_VERIFY"] == "off"
