@@ -535,3 +535,65 @@ def test_panel_output_is_ascii() -> None:
     out = html.render_panel(data, measurements={"measure": "rss", "rss_method": "delta"})
     assert out.isascii()
     assert "naïve — ünïcode" in text_of(out)
+
+
+# --------------------------------------------------------------------------- Verify buttons
+
+
+def test_verify_buttons_call_the_endpoint_with_the_query_indexes() -> None:
+    data = report(query(0, suggestion=sug_full()), query(3, line=20))
+    out = html.render_panel(data, verify={"url": "/_querymem/verify/abc", "rollback": None})
+    assert out.count('class="qmVerify"') == 1  # only the query with a suggestion
+    assert 'data-url="/_querymem/verify/abc" data-query="0"' in out
+    markup = out.split("<script", 1)[0]
+    assert ">Verify</button>" in markup and "data-rollback" not in markup
+    assert "qmVerify" not in html.render_panel(data)  # no endpoint: no button
+
+
+def test_a_request_that_must_be_rolled_back_says_so_on_its_button() -> None:
+    why = 'a POST request is not replayed unless asked <"quoted">'
+    out = html.render_panel(
+        report(query(0, suggestion=sug_full())), verify={"url": "/v/1", "rollback": why}
+    )
+    assert 'data-rollback="1"' in out
+    assert ">Verify in a rolled-back transaction</button>" in out
+    assert "&lt;&#34;quoted&#34;&gt;" in out or "&lt;&quot;quoted&quot;&gt;" in out
+
+
+def test_a_verified_suggestion_has_no_button_and_a_skipped_one_is_unverified() -> None:
+    verified = {"status": "verified", "detail": None, "measured_bytes_before": 3 * MIB,
+                "measured_bytes_after": MIB}  # fmt: skip
+    out = html.render_panel(
+        report(query(0, suggestion=sug_full(verification=verified))),
+        verify={"url": "/v/1", "rollback": None},
+    )
+    assert "qmVerify" not in out.split("<script", 1)[0].split("</style>", 1)[1]
+    assert "verified: measured saving 2.0 MiB" in text_of(out)
+
+    skipped = {"status": "skipped", "detail": "the request wrote to the database"}
+    text = text_of(html.render_panel(report(query(0, suggestion=sug_full(verification=skipped)))))
+    assert "unverified: not replayed: the request wrote to the database" in text
+    assert "Biggest win" in text  # unverified is still offered
+
+
+def test_verified_with_a_detail_keeps_it() -> None:
+    v = html.build_panel_view(
+        report(
+            query(
+                0,
+                suggestion=sug_full(
+                    verification={
+                        "status": "verified",
+                        "detail": "not deterministic: compared 90 of 100 bytes",
+                        "measured_bytes_before": 2048,
+                        "measured_bytes_after": 1024,
+                    }
+                ),
+            )
+        )
+    )
+    (group,) = v.groups
+    assert group.suggestion is not None and group.suggestion.verification is not None
+    assert group.suggestion.verification.label == (
+        "verified: measured saving 1.0 KiB (not deterministic: compared 90 of 100 bytes)"
+    )
