@@ -2,7 +2,8 @@
 
 Runs the README's ``flask --app example_app run --debug`` against the backend
 under test, opens the email/bounce page, opens the QueryMem panel and checks
-that the suggestion is visible and can be copied. Saves a screenshot to
+that the suggestion is visible and can be copied, clicks **Verify** (the request
+is replayed with the suggestion applied) and sees the measured saving. Saves a screenshot to
 ``docs/screenshots/querymem-panel.latest.png`` (ignored by git); with
 ``QUERYMEM_UPDATE_SCREENSHOTS=1`` it also refreshes the README's
 ``docs/screenshots/querymem-panel.png``.
@@ -107,6 +108,18 @@ def test_bounce_page_panel_in_chromium(database_url: str, tmp_path: t.Any) -> No
             expect(copy).to_have_text("copied")
             assert page.evaluate("navigator.clipboard.readText()") == SUGGESTION
             expect(copy).to_have_text("copy", timeout=5_000)
+
+            # Verify: the request is replayed with the suggestion applied, in-process,
+            # and the row shows the measured saving
+            verify = row.locator("button.qmVerify")
+            expect(verify).to_have_text("Verify")
+            verify.click()
+            result = row.locator(".qmVerifyResult")
+            expect(result).to_contain_text(
+                re.compile(r"verified: measured saving \d[\d.]* (KiB|MiB)"), timeout=120_000
+            )
+            expect(result).to_have_class(re.compile(r"\bqmVerified\b"))
+            expect(verify).to_be_hidden()
 
             os.makedirs(SCREENSHOTS, exist_ok=True)
             latest = os.path.join(SCREENSHOTS, "querymem-panel.latest.png")
