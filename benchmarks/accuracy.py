@@ -11,10 +11,23 @@ the traced total, run the query with ``.all()`` keeping the result alive,
 warms SQLAlchemy's statement cache; profiling changes nothing about what the
 result holds, so the two runs are comparable.
 
+Then the checks of issue 8 (``--items``, see docs/estimates.md), each an
+estimate against tracemalloc with the same method:
+
+1. ``load_only``: the estimate of a query's load_only form (what
+   ``suggest.estimate`` computes from the full query's samples) against running
+   that load_only query; and the cost of deferring one short column;
+2. sampling: a result whose newest 30% of rows carry a 3 KB payload, ordered
+   newest last and newest first (the whole result's estimate);
+3. ``Enum`` and ``uuid.UUID`` columns: the entities and three projections;
+4. ``yield_per``: what a stream holds at once (``sizing.stream_held_bytes``)
+   against tracemalloc's peak while iterating without keeping the instances.
+
 Target: every estimate within 10% of the measurement.
 
     python benchmarks/accuracy.py                       # SQLite, 10k and 100k rows
     python benchmarks/accuracy.py --rows 2000 --database-url postgresql+psycopg2://...
+    python benchmarks/accuracy.py --shapes '' --items 1,2    # only those checks
 """
 
 from __future__ import annotations
@@ -23,12 +36,14 @@ import argparse
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import gc
 import random
 import sys
 import time
 import tracemalloc
 import typing as t
+import uuid
 
 import sqlalchemy as sa
 from _common import (
@@ -52,6 +67,10 @@ from sqlalchemy.orm import (
 )
 
 import flask_querymem
+from flask_querymem import tracking
+from flask_querymem.analysis import suggest
+from flask_querymem.analysis.sizing import entity_size, stream_held_bytes
+from flask_querymem.record import EntityRecord, ProfileRecord, QueryRecord
 
 T = t.TypeVar("T")
 TARGET = 0.10
@@ -141,6 +160,48 @@ class Book(Base):
     year: Mapped[int]
     isbn: Mapped[str] = mapped_column(sa.String(20))
     author: Mapped[Author] = relationship(back_populates="books")
+
+
+class Account(Base):
+    """Item 1 (load_only) and 4 (yield_per): six columns besides the key."""
+
+    __tablename__ = "bench_acc_account"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(120))
+    name: Mapped[str] = mapped_column(sa.String(80))
+    city: Mapped[str] = mapped_column(sa.String(60))
+    bio: Mapped[str] = mapped_column(sa.Text)
+    code: Mapped[str] = mapped_column(sa.String(20))
+    visits: Mapped[int]
+
+
+class Event(Base):
+    """Item 2: the newest rows carry a payload, the others none."""
+
+    __tablename__ = "bench_acc_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    payload: Mapped[t.Optional[str]] = mapped_column(sa.Text)  # noqa: UP045 - SQLAlchemy
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+
+
+STATUSES = ("active", "disabled", "pending-review")
+
+
+class Tagged(Base):
+    """Item 3: an Enum of a Python enum, an Enum of strings, a UUID."""
+
+    __tablename__ = "bench_acc_tagged"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    color: Mapped[Color] = mapped_column(sa.Enum(Color, name="bench_acc_color"))
+    status: Mapped[str] = mapped_column(sa.Enum(*STATUSES, name="bench_acc_status"))
+    token: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    label: Mapped[str] = mapped_column(sa.String(40))
 
 
 # --- data --------------------------------------------------------------------
@@ -290,6 +351,62 @@ def seed_joinedload(conn: sa.Connection, n: int, rng: random.Random) -> None:
                 "title": _words(rng, rng.randrange(2, 8)).capitalize(),
                 "year": rng.randrange(1900, 2025),
                 "isbn": f"978-{rng.randrange(10**9):09d}",
+            }
+            for i in range(1, n + 1)
+        ),
+    )
+
+
+def seed_accounts(conn: sa.Connection, n: int, rng: random.Random) -> None:
+    _insert(
+        conn,
+        Account,
+        (
+            {
+                "id": i,
+                "email": f"account{i}@example.com",
+                "name": f"{_words(rng, 1).title()} {_words(rng, 1).title()} {i}",
+                "city": f"{_words(rng, 1).title()} {i % 97}",
+                "bio": _words(rng, rng.randrange(10, 40)),
+                "code": f"AC-{i:08d}",
+                "visits": 1000 + rng.randrange(10**6),
+            }
+            for i in range(1, n + 1)
+        ),
+    )
+
+
+PAYLOAD_SHARE = 0.3  # of the rows: the newest carry a payload
+
+
+def seed_events(conn: sa.Connection, n: int, rng: random.Random) -> None:
+    payload = "event payload, " * 200  # 3000 characters
+    first_with = n - int(n * PAYLOAD_SHARE) + 1
+    _insert(
+        conn,
+        Event,
+        (
+            {
+                "id": i,
+                "kind": f"kind-{rng.randrange(7)}-event",
+                "payload": payload + str(i) if i >= first_with else None,
+            }
+            for i in range(1, n + 1)
+        ),
+    )
+
+
+def seed_tagged(conn: sa.Connection, n: int, rng: random.Random) -> None:
+    _insert(
+        conn,
+        Tagged,
+        (
+            {
+                "id": i,
+                "color": rng.choice(list(Color)),
+                "status": rng.choice(STATUSES),
+                "token": uuid.UUID(int=rng.getrandbits(128)),
+                "label": f"label {_words(rng, 2)} {i}",
             }
             for i in range(1, n + 1)
         ),
@@ -515,6 +632,203 @@ def run_shape(engine: sa.Engine, shape: Shape, rows: int, top: int = 0) -> Resul
     return result
 
 
+# --- the checks of issue 8 ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Check:
+    item: int
+    name: str
+    rows: int
+    measured: int
+    estimated: int
+
+    @property
+    def error(self) -> float:
+        return (self.estimated - self.measured) / self.measured if self.measured else 0.0
+
+
+def recorded(run: t.Callable[[], object]) -> ProfileRecord:
+    """The raw records of a profile around ``run``: what the analysis sizes from."""
+    rec = ProfileRecord()
+    tracking.activate(rec)
+    try:
+        run()
+    finally:
+        tracking.deactivate(rec)
+    return rec
+
+
+def loaded(rec: ProfileRecord, cls: type) -> tuple[QueryRecord, EntityRecord]:
+    q = next(q for q in rec.queries if cls in q.entities)
+    return q, q.entities[cls]
+
+
+def measured_result(engine: sa.Engine, run: t.Callable[[Session], list[t.Any]]) -> int:
+    """Bytes the result of ``run`` retains, the statement compiled and cached first."""
+    with Session(engine) as session:
+        run(session)
+        session.expunge_all()
+        # PyMySQL keeps the last result's raw rows until the next statement
+        result, retained = retained_bytes(lambda: _then_select_1(session, run(session)))
+        del result
+    return retained
+
+
+def _then_select_1(session: Session, result: T) -> T:
+    session.execute(sa.text("SELECT 1")).all()
+    return result
+
+
+LOAD_ONLY_KEEP = {
+    "load_only 1 of 6 columns": ("email",),
+    "load_only 3 of 6 columns": ("email", "name", "city"),
+    "load_only 5 of 6 columns": ("email", "name", "city", "code", "visits"),
+}
+
+
+def check_load_only(engine: sa.Engine, rows: int) -> list[Check]:
+    with Session(engine) as session:
+        rec = recorded(lambda: session.query(Account).all())
+    _, ent = loaded(rec, Account)
+    size = entity_size(ent)
+    full = measured_result(engine, lambda s: s.query(Account).all())
+    columns = [p.key for p in sa.inspect(Account).column_attrs]
+    out = []
+    cases = [(name, keep) for name, keep in LOAD_ONLY_KEEP.items()]
+    cases.append(("defer 1 short column (city)", ("email", "name", "bio", "code", "visits")))
+    for name, keep in cases:
+        deferred = [k for k in columns if k != "id" and k not in keep]
+        decision = suggest.Decision("load_only", ["id", *keep], deferred)
+        current, after = suggest.estimate(decision, ent.count, size)
+        attrs = [getattr(Account, k) for k in keep]
+        measured = measured_result(
+            engine, lambda s, a=attrs: s.query(Account).options(load_only(*a)).all()
+        )
+        out.append(Check(1, name, rows, measured, int(after)))
+        if name.startswith("defer"):
+            out.append(
+                Check(
+                    1, "  its cost over the full query", rows, measured - full, int(after - current)
+                )
+            )
+    return out
+
+
+def check_sampling(engine: sa.Engine, rows: int) -> list[Check]:
+    out = []
+    for name, order in (
+        (f"payload on the newest {PAYLOAD_SHARE:.0%}, newest last", Event.id),
+        (f"payload on the newest {PAYLOAD_SHARE:.0%}, newest first", Event.id.desc()),
+    ):
+
+        def run(s: Session, order: t.Any = order) -> list[t.Any]:
+            return s.query(Event).order_by(order).all()
+
+        with Session(engine) as session, flask_querymem.profile() as report:
+            run(session)
+        estimated = sum(q.estimated_bytes for q in report.queries)
+        out.append(Check(2, name, rows, measured_result(engine, run), estimated))
+    return out
+
+
+def check_enum_uuid(engine: sa.Engine, rows: int) -> list[Check]:
+    def run(s: Session) -> list[t.Any]:
+        return list(s.scalars(sa.select(Tagged)).all())
+
+    with Session(engine) as session:
+        rec = recorded(lambda: run(session))
+    _, ent = loaded(rec, Tagged)
+    size = entity_size(ent)
+    out = [
+        Check(
+            3,
+            "entities (2 Enum, 1 Uuid)",
+            rows,
+            measured_result(engine, run),
+            int(ent.count * size.per_instance),
+        )
+    ]
+    for keys in (("color", "status"), ("token",), ("id", "color", "status", "token", "label")):
+        decision = suggest.Decision("columns", list(keys), style="select")
+        _, after = suggest.estimate(decision, ent.count, size)
+        cols = [getattr(Tagged, k) for k in keys]
+        measured = measured_result(engine, lambda s, c=cols: list(s.execute(sa.select(*c)).all()))
+        out.append(Check(3, f"select({', '.join(keys)})", rows, measured, int(after)))
+    return out
+
+
+def check_stream(engine: sa.Engine, rows: int) -> list[Check]:
+    batch = max(20, rows // 50)
+
+    def stream(session: Session) -> int:
+        n = 0
+        for account in session.scalars(sa.select(Account).execution_options(yield_per=batch)):
+            n += len(account.email)  # uses each instance, keeps none
+        return n
+
+    with Session(engine) as session:
+        rec = recorded(lambda: stream(session))
+    q, ent = loaded(rec, Account)
+    with Session(engine) as session:
+        stream(session)  # compile and cache the statement
+        session.expunge_all()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            stream(session)
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+    total = int(ent.count * entity_size(ent).per_instance)
+    print(
+        f"  ... yield_per({batch}) x {rows}: total streamed (estimated) {fmt_bytes(total)}, "
+        f"held at once: measured peak {fmt_bytes(peak)}",
+        flush=True,
+    )
+    return [Check(4, f"yield_per({batch}) held at once", rows, peak, stream_held_bytes(q, batch))]
+
+
+ITEMS: dict[int, tuple[str, tuple[type, ...], t.Callable[[sa.Engine, int], list[Check]]]] = {
+    1: ("load_only cost", (Account,), check_load_only),
+    2: ("sampling over the whole result", (Event,), check_sampling),
+    3: ("Enum and UUID values", (Tagged,), check_enum_uuid),
+    4: ("yield_per: held at once", (Account,), check_stream),
+}
+SEEDS: dict[type, t.Callable[[sa.Connection, int, random.Random], None]] = {
+    Account: seed_accounts,
+    Event: seed_events,
+    Tagged: seed_tagged,
+}
+
+
+def run_checks(engine: sa.Engine, items: list[int], rows: int) -> list[Check]:
+    models = list(dict.fromkeys(m for i in items for m in ITEMS[i][1]))
+    tables = [m.__table__ for m in models]  # type: ignore[attr-defined]
+    Base.metadata.drop_all(engine, tables=tables)
+    Base.metadata.create_all(engine, tables=tables)
+    out: list[Check] = []
+    try:
+        with engine.begin() as conn:
+            for m in models:
+                SEEDS[m](conn, rows, random.Random(rows))
+        for i in items:
+            started = time.perf_counter()
+            out += ITEMS[i][2](engine, rows)
+            print(
+                f"  ... item {i} ({ITEMS[i][0]}) x {rows}: {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+    finally:
+        Base.metadata.drop_all(engine, tables=tables)
+        if engine.dialect.name == "postgresql":  # the Enum types of Tagged
+            with engine.begin() as conn:
+                conn.execute(sa.text("DROP TYPE IF EXISTS bench_acc_color, bench_acc_status"))
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Compare flask-querymem's memory estimates with tracemalloc measurements "
@@ -541,7 +855,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--shapes",
         default=",".join(s.name for s in SHAPES),
-        help="comma-separated subset of: %(default)s",
+        help="comma-separated subset of: %(default)s ('' for none)",
+    )
+    p.add_argument(
+        "--items",
+        default=",".join(str(i) for i in ITEMS),
+        help="comma-separated checks of issue 8 to run ('' for none): "
+        + "; ".join(f"{i} = {name}" for i, (name, _, _) in ITEMS.items())
+        + " (default: %(default)s)",
     )
     return p.parse_args(argv)
 
@@ -554,11 +875,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--rows: expected comma-separated integers, got {args.rows!r}", file=sys.stderr)
         return 2
     by_name = {s.name: s for s in SHAPES}
-    unknown = [n for n in args.shapes.split(",") if n not in by_name]
+    names = [n for n in args.shapes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
     if unknown or not row_counts:
         print(f"unknown shape(s) {unknown}; choose from {sorted(by_name)}", file=sys.stderr)
         return 2
-    shapes = [by_name[n] for n in args.shapes.split(",")]
+    shapes = [by_name[n] for n in names]
+    try:
+        items = [int(x) for x in args.items.split(",") if x.strip()]
+    except ValueError:
+        items = [-1]
+    if any(i not in ITEMS for i in items):
+        print(f"--items: choose from {sorted(ITEMS)}, got {args.items!r}", file=sys.stderr)
+        return 2
+    if not shapes and not items:
+        print("nothing to run: no shapes and no items", file=sys.stderr)
+        return 2
 
     tmp = None
     url = args.database_url
@@ -572,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     results: list[Result] = []
+    checks: list[Check] = []
     try:
         for rows in row_counts:
             for shape in shapes:
@@ -582,11 +915,52 @@ def main(argv: list[str] | None = None) -> int:
                     f"estimated {fmt_bytes(r.estimated)} ({r.seconds:.1f} s)",
                     flush=True,
                 )
+            if items:
+                checks += run_checks(engine, items, rows)
     finally:
         engine.dispose()
         if tmp is not None:
             tmp.cleanup()
 
+    if results:
+        print_results(results)
+    if checks:
+        print()
+        print_table(
+            ["item", "check", "rows", "measured", "estimated", "error"],
+            [
+                (
+                    c.item,
+                    c.name,
+                    c.rows,
+                    fmt_bytes(c.measured),
+                    fmt_bytes(c.estimated),
+                    fmt_pct(c.error),
+                )
+                for c in checks
+            ],
+        )
+
+    errors = [(abs(r.error), r.error, f"{r.shape} x {r.rows} entities") for r in results]
+    errors += [
+        (abs(e), e, f"{r.shape} x {r.rows} projection")
+        for r in results
+        if (e := r.proj_error) is not None
+    ]
+    errors += [
+        (abs(c.error), c.error, f"item {c.item}: {c.name.strip()} x {c.rows}") for c in checks
+    ]
+    worst = max(errors)
+    met = all(abs_e <= TARGET for abs_e, _, _ in errors)
+    print()
+    print(
+        f"summary: worst error {fmt_pct(worst[1])} ({worst[2]}) over {len(errors)} estimates; "
+        f"target within {TARGET:.0%}: {'met' if met else 'MISSED'}"
+    )
+    return 0
+
+
+def print_results(results: list[Result]) -> None:
     print()
     print_table(
         [
@@ -619,21 +993,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, code in suggestions:
         print(f"  suggestion for {name}: {code}")
-
-    errors = [(abs(r.error), r.error, f"{r.shape} x {r.rows} entities") for r in results]
-    errors += [
-        (abs(e), e, f"{r.shape} x {r.rows} projection")
-        for r in results
-        if (e := r.proj_error) is not None
-    ]
-    worst = max(errors)
-    met = all(abs_e <= TARGET for abs_e, _, _ in errors)
-    print()
-    print(
-        f"summary: worst error {fmt_pct(worst[1])} ({worst[2]}) over {len(errors)} estimates; "
-        f"target within {TARGET:.0%}: {'met' if met else 'MISSED'}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

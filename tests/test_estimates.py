@@ -32,6 +32,7 @@ from flask_querymem import profile, tracking
 from flask_querymem.analysis import suggest
 from flask_querymem.analysis.sizing import (
     STREAM_BATCHES_HELD,
+    STREAM_FIXED_BYTES,
     entity_size,
     projected_rows,
     stream_held_bytes,
@@ -442,8 +443,9 @@ def test_stream_held_bytes_is_bounded_by_the_result() -> None:
     q = QueryRecord(kind="select", location=None)
     q.entities[Account] = ent
     per_row = 1060 + row_bytes(2, 0.0)
-    assert stream_held_bytes(q, 1000) == int(50 * per_row)  # fewer rows than a batch
-    assert stream_held_bytes(q, 10) == int(STREAM_BATCHES_HELD * 10 * per_row)
+    # fewer rows than a batch
+    assert stream_held_bytes(q, 1000) == int(STREAM_FIXED_BYTES + 50 * per_row)
+    assert stream_held_bytes(q, 10) == int(STREAM_FIXED_BYTES + STREAM_BATCHES_HELD * 10 * per_row)
     assert stream_held_bytes(q, 0) == 0
     assert stream_held_bytes(QueryRecord(kind="select", location=None), 10) == 0
 
