@@ -174,7 +174,7 @@ def seed_database(engine: sa.Engine, rows: int) -> dict[str, int]:
                 "street": f"{rng.randrange(1, 999)} {rng.choice(LAST)} Street",
                 "created_at": EPOCH + dt.timedelta(days=i % 700),
                 "last_contacted_at": None,
-                "notes": _text(rng, 20),
+                "notes": _text(rng, 120),  # CRM notes: the wide column nobody reads
             }
 
     def orders() -> t.Iterator[dict[str, t.Any]]:

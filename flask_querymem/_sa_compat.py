@@ -78,3 +78,33 @@ def state_runid(state: t.Any) -> int | None:
 #: Frames of ``Session.get()`` / ``Query.get()``: a one-row primary-key load
 #: (function names in sqlalchemy.orm.session / loading, stable since 1.4).
 GET_FRAME_NAMES = frozenset({"load_on_pk_identity", "_load_on_pk_identity", "_get_impl"})
+
+
+def statement_joins(statement: t.Any, entity_tables: t.Collection[t.Any]) -> bool:
+    """Whether a SELECT joins or filters on other tables (so a row per entity is
+    not guaranteed: the legacy Query de-duplicates entities, a projection does
+    not). ``Select._setup_joins`` and ``_from_obj`` are private; the public
+    ``get_final_froms()`` compiles the statement, far too slow for every query."""
+    if getattr(statement, "_setup_joins", ()) or getattr(statement, "_from_obj", ()):
+        return True
+    where = getattr(statement, "whereclause", None)
+    if where is None:
+        return False
+    from sqlalchemy.sql.util import find_tables
+
+    return any(tbl not in entity_tables for tbl in find_tables(where, include_aliases=True))
+
+
+def statement_distinct(statement: t.Any) -> bool:
+    """``Select._distinct`` / ``_distinct_on`` (private; no public accessor)."""
+    return bool(getattr(statement, "_distinct", False) or getattr(statement, "_distinct_on", ()))
+
+
+def has_query_expression_option(statement: t.Any) -> bool:
+    """A ``with_expression()`` loader option: its value is not a column of the table."""
+    for opt in loader_options(statement):
+        for ctx in getattr(opt, "context", ()) or ():
+            strategy = getattr(ctx, "strategy", None) or ()
+            if any(isinstance(s, tuple) and s and s[0] == "query_expression" for s in strategy):
+                return True
+    return False

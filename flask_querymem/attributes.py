@@ -23,10 +23,12 @@ from sqlalchemy.orm.attributes import InstrumentedAttribute, instance_dict, inst
 
 logger = logging.getLogger("flask_querymem")
 
-# Set by tracking.install(): called as sink(attr, instance, code) while at least
-# one profile tracks reads. Module globals are the cheapest check on the hot path.
+# Set by tracking.install(): called as sink(attr, instance, frame) while at least
+# one profile tracks reads (the frame of the code that read: where, and through
+# which variable, for the static analysis). Module globals are the cheapest
+# check on the hot path.
 _read_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
-_write_sink: t.Callable[[t.Any, t.Any], None] | None = None
+_write_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
 
 
@@ -41,7 +43,7 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
             return self
         sink = _read_sink
         if sink is not None:
-            sink(self, instance, _getframe(1).f_code)
+            sink(self, instance, _getframe(1))
         # Same fast path as InstrumentedAttribute.__get__ (SQLAlchemy 2.0/2.1):
         # a populated value is returned from the instance dict directly.
         dict_ = instance_dict(instance)
@@ -52,7 +54,7 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
     def __set__(self, instance: t.Any, value: t.Any) -> None:
         sink = _write_sink
         if sink is not None:
-            sink(self, instance)
+            sink(self, instance, value)
         self.impl.set(instance_state(instance), instance_dict(instance), value, None)
 
 
@@ -83,6 +85,10 @@ def instrument_manager(manager: t.Any) -> None:
         _instrumented_managers.add(manager)
 
 
+def is_instrumented(manager: t.Any) -> bool:
+    return manager in _instrumented_managers
+
+
 def restore_all() -> None:
     """Undo every class swap (descriptors become plain InstrumentedAttribute again)."""
     with _lock:
@@ -100,7 +106,7 @@ def instrumented_count() -> int:
 
 def set_sinks(
     read: t.Callable[[t.Any, t.Any, t.Any], None] | None,
-    write: t.Callable[[t.Any, t.Any], None] | None,
+    write: t.Callable[[t.Any, t.Any, t.Any], None] | None,
 ) -> None:
     global _read_sink, _write_sink
     _read_sink, _write_sink = read, write

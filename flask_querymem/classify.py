@@ -9,36 +9,79 @@ from __future__ import annotations
 import sys
 import typing as t
 
+import sqlalchemy as sa
 from sqlalchemy.orm import UserDefinedOption
 
 from . import _sa_compat as compat
+from .location import greenlet_parent_frame
+
+#: SQLAlchemy entry points the application calls (the outermost one is kept): how each
+#: hands entities back matters for what can replace them.
+_ENTRY_POINTS = frozenset(
+    {
+        "execute",
+        "scalars",
+        "scalar",
+        "scalar_one",
+        "get",
+        "all",
+        "first",
+        "one",
+        "one_or_none",
+        "__iter__",
+        "yield_per",
+        "paginate",
+        "count",
+    }
+)
 
 
-def caller_style() -> str | None:
-    """ "get" or "scalars" when the ORM execution comes through a helper that
-    needs entities back, else None. There is no public flag for either, so look
-    at the frames between the user's code and SQLAlchemy's:
+def caller_style() -> tuple[str | None, str]:
+    """(style, entry) of the ORM execution running now.
+
+    style: "get" or "scalars" when it comes through a helper that needs entities
+    back, else None. There is no public flag for either, so look at the frames
+    between the user's code and SQLAlchemy's:
 
     * ``Session.get()`` / ``Query.get()``: a one-row primary-key load, for which
       ``select(...)`` is no drop-in replacement;
     * Flask-SQLAlchemy's ``db.paginate()``, ``db.first_or_404()``,
       ``db.one_or_404()`` call ``.scalars()`` / ``.scalar()`` on the result, which
       would return the first column, not a row, after a column projection.
+
+    entry: the name of the outermost SQLAlchemy function on the way (the method
+    the application called: ``execute``, ``scalars``, ``scalar``, ``all``, ...).
     """
     frame: t.Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("flask_querymem"):
         frame = frame.f_back
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name.startswith("sqlalchemy"):
-            if frame.f_code.co_name in compat.GET_FRAME_NAMES:
-                return "get"
-        elif name.startswith("flask_sqlalchemy"):
-            return "scalars"
-        else:
-            return None
-        frame = frame.f_back
-    return None
+    entry = ""
+    style: str | None = None
+    glet: t.Any = None
+    while True:
+        while frame is not None:
+            name = frame.f_globals.get("__name__", "")
+            if name.startswith("sqlalchemy"):
+                co_name = frame.f_code.co_name
+                if co_name in compat.GET_FRAME_NAMES:
+                    style = "get"
+                if co_name in _ENTRY_POINTS:
+                    entry = co_name
+            elif name.startswith("flask_sqlalchemy"):
+                return style or "scalars", entry
+            else:
+                return style, entry
+            frame = frame.f_back
+        # AsyncSession: the sync session runs in SQLAlchemy's greenlet; the
+        # method the application awaited is in the parent greenlet
+        gmod = sys.modules.get("greenlet")
+        if gmod is None:
+            return style, entry
+        if glet is None:
+            glet = gmod.getcurrent()
+        glet, frame = greenlet_parent_frame(glet)
+        if frame is None:
+            return style, entry
 
 
 def statement_kind(orm_state: t.Any) -> str:
@@ -53,20 +96,27 @@ def statement_kind(orm_state: t.Any) -> str:
     return ""  # text() and other non-ORM statements: decided from the SQL verb
 
 
-def statement_info(orm_state: t.Any) -> tuple[str, str, str]:
-    """(kind, style, shape) of an ORM execution.
+class StatementInfo(t.NamedTuple):
+    kind: str
+    style: str  # "query" (legacy Query), "select", "scalars", "get"
+    shape: str  # "entity" (one full entity), "multi", "columns", "none"
+    entry: str = ""  # the SQLAlchemy method the application called
+    entity: t.Any = None  # the mapped class the statement selects (its one entity)
+    features: frozenset[str] = frozenset()  # joins, distinct, aliased, expression
 
-    style: "query" (legacy Query), "select" (2.0 style), "scalars" (a helper that
-    calls ``.scalars()``), "get"; shape: "entity" (one full entity), "multi",
-    "columns", "none".
-    """
+
+def statement_info(orm_state: t.Any) -> StatementInfo:
+    """What an ORM execution is, and what a projection of it would have to keep."""
     kind = statement_kind(orm_state)
     style = "select"
     shape = "none"
+    entry = ""
+    entity = None
+    features: set[str] = set()
     if kind == "select" and not compat.is_from_statement(orm_state):
         stmt = orm_state.statement
         try:
-            via = caller_style()
+            via, entry = caller_style()
             # Legacy Query helpers (Flask-SQLAlchemy's Model.query.paginate() too)
             # return rows after with_entities(); select() helpers call .scalars().
             if via == "get":
@@ -85,9 +135,20 @@ def statement_info(orm_state: t.Any) -> tuple[str, str, str]:
                 shape = "multi"
             else:
                 shape = "columns"
+            if shape == "entity":
+                insp = sa.inspect(descs[0]["entity"])
+                if getattr(insp, "is_aliased_class", False):
+                    features.add("aliased")
+                entity = insp.mapper.class_
+                if compat.statement_joins(stmt, insp.mapper.tables):
+                    features.add("joins")
+                if compat.statement_distinct(stmt):
+                    features.add("distinct")
+                if compat.has_query_expression_option(stmt):
+                    features.add("expression")
         except Exception:  # an unusual statement: no style/shape, no suggestion
             shape = "none"
-    return kind, style, shape
+    return StatementInfo(kind, style, shape, entry, entity, frozenset(features))
 
 
 def has_loader_options(statement: t.Any) -> bool:

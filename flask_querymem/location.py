@@ -121,6 +121,11 @@ def _is_library_path(path: str) -> bool:
     return _library_dir_of(_norm_file(path)) is not None
 
 
+def is_library_path(path: str) -> bool:
+    """Whether a source file is library code: an installed package or the stdlib."""
+    return path.startswith("<frozen") or _is_library_path(path)
+
+
 def _norm_file(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
 
@@ -231,7 +236,7 @@ def default_roots() -> tuple[str, ...]:
     return tuple(roots)
 
 
-def _greenlet_parent_frame(glet: t.Any) -> tuple[t.Any, FrameType | None]:
+def greenlet_parent_frame(glet: t.Any) -> tuple[t.Any, FrameType | None]:
     """(parent greenlet, its suspended frame) when ``glet`` is SQLAlchemy's
     asyncio greenlet (``greenlet_spawn``), else (None, None). Other greenlets
     (gevent's, eventlet's) are left alone: their parent is a hub, not the caller."""
@@ -255,7 +260,7 @@ def _iter_frames(frame: FrameType | None) -> t.Iterator[FrameType]:
             return
         if glet is None:
             glet = gmod.getcurrent()
-        glet, frame = _greenlet_parent_frame(glet)
+        glet, frame = greenlet_parent_frame(glet)
         if frame is None:
             return
 
@@ -297,6 +302,9 @@ def _location(frames: list[tuple[FrameType, int]], context: str | None) -> dict[
     first = sites[0]
     first["callers"] = sites[1 : 1 + MAX_CALLERS]
     first["context"] = context
+    # for the analysis only (never in a report): what the issuing code does with
+    # the result, read from its bytecode (code objects, not frames: nothing kept alive)
+    first["_frames"] = [(f.f_code, f.f_lasti) for f, _ in frames[: 1 + MAX_CALLERS]]
     return first
 
 
@@ -345,7 +353,7 @@ def find_location(
             if gmod is not None:
                 if glet is None:
                     glet = gmod.getcurrent()
-                glet, frame = _greenlet_parent_frame(glet)
+                glet, frame = greenlet_parent_frame(glet)
     if found:
         return _location(found, None)
     if outside:

@@ -103,11 +103,25 @@ class QueryRecord:
     parent: QueryRecord | None = None  # the query whose eager load option ran this one
     has_loader_options: bool = False
     entities: dict[type, EntityRecord] = field(default_factory=dict)
-    # (class, attribute key, id of the reading frame's code) -> that code object.
+    # (class, attribute key, id of the reading frame's code, its lasti) -> that code.
     # Keyed by id because hashing a code object hashes its bytecode on every read;
     # the value keeps the code alive, so the id cannot be reused meanwhile.
-    reads: dict[tuple[type, str, int], CodeType] = field(default_factory=dict)
+    reads: dict[tuple[type, str, int, int], CodeType] = field(default_factory=dict)
     writes: set[tuple[type, str]] = field(default_factory=set)
+    # read key -> the reading frame and a few outer ones, as (code, lasti, kind):
+    # taken once per read site, for the static analysis of how the instance was used
+    sites: dict[tuple[type, str, int, int], tuple[tuple[CodeType, int, str], ...]] = field(
+        default_factory=dict
+    )
+    # (class, what, id(code)) -> code: the instances used as objects (a method, a
+    # property, repr/hash/==, assigned to a relationship, ...), see object_uses.py
+    uses: dict[tuple[type, str, int], CodeType] = field(default_factory=dict)
+    entry: str = ""  # the SQLAlchemy method the application called (execute, all, ...)
+    entity_cls: type | None = None  # the mapped class the statement selects
+    features: frozenset[str] = frozenset()  # joins, distinct, aliased, expression
+    # its instances got new values after loading (expired by a commit and read
+    # again, or synchronised by a bulk UPDATE): a Row would keep the old ones
+    changed_in_place: bool = False
 
     def entity(self, cls: type) -> EntityRecord:
         ent = self.entities.get(cls)

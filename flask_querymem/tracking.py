@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import threading
 import time
 import typing as t
@@ -35,8 +36,8 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
 from . import _sa_compat as compat
-from . import attributes, classify
-from .location import find_location
+from . import attributes, classify, object_uses
+from .location import find_location, is_library_path
 from .memory import measure_instance
 from .record import EntityRecord, ProfileRecord, QueryRecord
 
@@ -137,9 +138,10 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         stack = _live(stack)
         if not stack:
             return
-        kind, style, shape = classify.statement_info(orm_state)
-        q = _new_query(stack, kind)
-        q.style, q.shape = style, shape
+        info = classify.statement_info(orm_state)
+        q = _new_query(stack, info.kind)
+        q.style, q.shape, q.entry = info.style, info.shape, info.entry
+        q.entity_cls, q.features = info.entity, info.features
         # A selectin/subquery load runs with its parent query's options: remember
         # the parent (its instances hold the collections this load fills).
         q.parent = _by_qid(stack, orm_state.execution_options.get(QID_OPTION))
@@ -223,8 +225,21 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     ent.column_keys = tuple(p.key for p in mapper.column_attrs)
     ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
     if any(r.track_reads for r in stack):
-        attributes.instrument_manager(state.manager)
+        _instrument(mapper)
     return ent
+
+
+def _instrument(mapper: t.Any) -> None:
+    """Watch reads, writes and object uses of a loaded class (once per class).
+
+    Every class of the same registry gets its attributes watched too, so that an
+    instance assigned to another model's relationship (``Post(author=user)``) is
+    seen whichever model that is."""
+    if attributes.is_instrumented(mapper.class_manager):
+        return
+    for other in mapper.registry.mappers:
+        attributes.instrument_manager(other.class_manager)
+    object_uses.instrument_class(mapper.class_, mapper.attrs.keys())
 
 
 def _count(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
@@ -261,14 +276,41 @@ def _column_keys(mapper: t.Any) -> frozenset[str]:
     return keys
 
 
+def _on_expire(state: t.Any, attrs: t.Any) -> None:
+    """Remember expired instances of profiled queries (weakly): if they are read
+    again, they are reloaded and may change, which a Row would not."""
+    if not _runids:
+        return
+    try:
+        q = _runids.get(state.runid)
+        if q is not None:
+            _expired[state] = q
+    except Exception:
+        _fail("expire")
+
+
+_expired: weakref.WeakKeyDictionary[t.Any, QueryRecord] = weakref.WeakKeyDictionary()
+
+
 def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
     """A row already in the session (expired by a commit, or the logged-in user in
     a user list) that the query populated again: it is part of this query's
     result exactly like a new row, so it is counted and sized the same way."""
     stack = _stack.get()
-    if not stack or context is None:  # None: a bulk UPDATE synchronising loaded rows
+    if not stack:
         return
     try:
+        # new values in an instance a query already returned: a reload after
+        # expiry, or a bulk UPDATE synchronising it (no query context)
+        if _expired:
+            old = _expired.pop(state, None)
+            if old is not None:
+                old.changed_in_place = True
+        if context is None:
+            old = _runids.get(state.runid)
+            if old is not None:
+                old.changed_in_place = True
+            return
         q = _query_for_context(stack, context)
         if q is None:
             return
@@ -289,25 +331,78 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
 # --- attribute reads and writes (per read: keep it minimal) --------------------
 
 
-def _read_sink(attr: t.Any, instance: t.Any, code: t.Any) -> None:
+def _site_chain(frame: t.Any) -> tuple[tuple[t.Any, int, str], ...]:
+    """The reading frame and up to three outer ones, as (code, lasti, kind):
+    "template" (compiled Jinja), "library" (installed package or the stdlib) or
+    "app"; what the static analysis needs to find how the instance was used."""
+    chain: list[tuple[t.Any, int, str]] = []
+    while frame is not None and len(chain) < 4:
+        code = frame.f_code
+        if "__jinja_template__" in frame.f_globals:
+            kind = "template"
+        elif is_library_path(code.co_filename) or str(
+            frame.f_globals.get("__name__", "")
+        ).startswith(("flask_querymem", "sqlalchemy", "jinja2", "markupsafe")):
+            kind = "library"
+        else:
+            kind = "app"
+        chain.append((code, frame.f_lasti, kind))
+        if kind != "library":
+            break  # the consuming code: nothing further out is needed
+        frame = frame.f_back
+    return tuple(chain)
+
+
+def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
     try:
         state = instance_state(instance)
         q = _runids.get(state.runid)  # type: ignore[arg-type]
-        if q is not None:
-            key = (state.class_, attr.key, id(code))
+        qs: t.Iterable[QueryRecord] = (q,) if q is not None else ()
+        if _refreshed:
+            more = _refreshed.get(state)
+            if more:
+                qs = (*qs, *more)
+        for q in qs:
+            code = frame.f_code
+            key = (state.class_, attr.key, id(code), frame.f_lasti)
             if key not in q.reads:
                 q.reads[key] = code
-        if _refreshed:
-            for q in _refreshed.get(state, ()):
-                key = (state.class_, attr.key, id(code))
-                if key not in q.reads:
-                    q.reads[key] = code
+                q.sites[key] = _site_chain(frame)
     except Exception:
         _fail("attribute read")
 
 
-def _write_sink(attr: t.Any, instance: t.Any) -> None:
+def _use_sink(instance: t.Any, what: str, frame: t.Any) -> None:
+    """An instance used as an object (object_uses.py): a Row could not stand in."""
+    try:
+        state = instance_state(instance)
+        q = _runids.get(state.runid)  # type: ignore[arg-type]
+        qs: t.Iterable[QueryRecord] = (q,) if q is not None else ()
+        if _refreshed:
+            more = _refreshed.get(state)
+            if more:
+                qs = (*qs, *more)
+        for q in qs:
+            code = frame.f_code
+            key = (state.class_, what, id(code))
+            if key not in q.uses:
+                q.uses[key] = code
+    except Exception:
+        _fail("object use")
+
+
+def _write_sink(attr: t.Any, instance: t.Any, value: t.Any) -> None:
     _record_write(instance, attr.key)
+    if value is not None and getattr(attr.impl, "uses_objects", False):
+        try:  # an instance assigned to a relationship: used as an object
+            if hasattr(value, "_sa_instance_state"):
+                _use_sink(
+                    value,
+                    f"assigned to {type(instance).__name__}.{attr.key}",
+                    sys._getframe(2),
+                )
+        except Exception:
+            _fail("attribute write")
 
 
 def _record_write(instance: t.Any, key: str) -> None:
@@ -336,6 +431,7 @@ _LISTENERS: list[tuple[t.Any, str, t.Callable[..., t.Any], dict[str, t.Any]]] = 
     (Engine, "after_cursor_execute", _on_after_cursor_execute, {}),
     (Mapper, "load", _on_load, {"raw": True}),
     (Mapper, "refresh", _on_refresh, {"raw": True}),
+    (Mapper, "expire", _on_expire, {"raw": True}),
     (Session, "persistent_to_deleted", _on_persistent_to_deleted, {}),
 ]
 
@@ -365,13 +461,16 @@ def uninstall() -> None:
         _active_serials.clear()
         _runids.clear()
         _refreshed.clear()
+        _expired.clear()
         attributes.set_sinks(None, None)
+        object_uses.set_sink(None)
         attributes.restore_all()
+        object_uses.restore_all()
 
 
 def is_installed() -> bool:
     """True when any flask-querymem listener or attribute instrumentation is in place."""
-    return _installed or attributes.instrumented_count() > 0
+    return _installed or attributes.instrumented_count() > 0 or object_uses.instrumented_count() > 0
 
 
 def activate(rec: ProfileRecord) -> None:
@@ -384,6 +483,7 @@ def activate(rec: ProfileRecord) -> None:
         if rec.track_reads:
             _active_readers += 1
             attributes.set_sinks(_read_sink, _write_sink)
+            object_uses.set_sink(_use_sink)
     # drop profiles stopped from another context, then push
     _stack.set((*_live(_stack.get()), rec))
 
@@ -402,6 +502,7 @@ def deactivate(rec: ProfileRecord) -> None:
                 _active_readers = max(0, _active_readers - 1)
                 if _active_readers == 0:
                     attributes.set_sinks(None, None)
+                    object_uses.set_sink(None)
         # forget this profile's runids unless another active profile shares the query
         still = {q.qid for other in _active for q in other.queries} if _active else set()
         for runid, q in list(rec.by_runid.items()):
@@ -410,6 +511,7 @@ def deactivate(rec: ProfileRecord) -> None:
         if not _active:
             _runids.clear()
             _refreshed.clear()
+            _expired.clear()
     rec.cursor_starts.clear()
 
 

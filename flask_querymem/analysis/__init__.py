@@ -18,7 +18,7 @@ from . import suggest
 from .grouping import Group, group_queries
 from .models import ClassInfo, class_info
 from .sizing import EntitySize, collection_bytes, entity_size, merged_size
-from .usage import Usage, usage_of
+from .usage import Usage, flow_of, usage_of
 
 logger = logging.getLogger("flask_querymem")
 
@@ -60,7 +60,7 @@ def analyse(rec: ProfileRecord) -> Report:
     refresh_reads: list[tuple[type, str, t.Any]] = []
     for q in queries:
         if q.kind == "column_load" or any(e.refreshed for e in q.entities.values()):
-            refresh_reads.extend((rcls, key, code) for (rcls, key, _), code in q.reads.items())
+            refresh_reads.extend((k[0], k[1], code) for k, code in q.reads.items())
 
     # one decision per source line, over every execution of it
     by_line: dict[tuple[t.Any, ...], list[Group]] = {}
@@ -76,9 +76,9 @@ def analyse(rec: ProfileRecord) -> Report:
                 cls = next(iter(classes))
                 info = info_for(cls)
                 if info is not None:
-                    use = usage_of(
-                        (q for g in line_groups for q in g.queries), cls, info, refresh_reads
-                    )
+                    line_queries = [q for g in line_groups for q in g.queries]
+                    use = usage_of(line_queries, cls, info, refresh_reads)
+                    flow_of(use, line_queries)
             loaded: set[str] = set()
             for g in line_groups:
                 for q in g.queries:
@@ -163,11 +163,17 @@ def analyse(rec: ProfileRecord) -> Report:
         assert decision is not None and info is not None
         saved = sum(cur - aft for _, cur, aft in items)
         if saved <= 0:
-            for report, _, _ in items:
-                report.note = (
+            if decision.kind == "load_only":
+                note = "load_only() would cost more per instance than the unused columns hold" + (
+                    f"; no column projection: {decision.why[0]}" if decision.why else ""
+                )
+            else:
+                note = (
                     "a projection would not save memory here: the unused columns are "
                     "smaller than its own per-row cost"
                 )
+            for report, _, _ in items:
+                report.note = note
             continue
         if saved < rec.min_suggest_bytes:
             for report, _, _ in items:

@@ -9,6 +9,8 @@ from types import CodeType
 
 import sqlalchemy as sa
 
+from .. import object_uses
+
 
 def _nested_codes(code: CodeType, out: set[CodeType]) -> None:
     out.add(code)
@@ -53,6 +55,7 @@ def model_code_objects(cls: type) -> frozenset[CodeType]:
         if klass is object or klass.__module__.startswith("sqlalchemy"):
             continue
         for value in list(vars(klass).values()):
+            value = object_uses.original_of(value)
             try:
                 for fn in _functions_of(value):
                     _nested_codes(fn.__code__, codes)
@@ -69,6 +72,13 @@ class ClassInfo:
         self.cls = cls
         self.name = cls.__name__
         self.column_keys = [p.key for p in mapper.column_attrs]
+        # query_expression() attributes: filled only by with_expression(), never
+        # something load_only() or a projection can name
+        self.expression_keys = {
+            p.key
+            for p in mapper.column_attrs
+            if dict(getattr(p, "strategy_key", ()) or ()).get("query_expression")
+        }
         self.relationship_keys = set(mapper.relationships.keys())
         self.pk_keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
         self.extra_keys: list[str] = []
@@ -88,6 +98,12 @@ class ClassInfo:
                 except Exception:  # column not mapped on this class: load_only can't help
                     keys.add("<unmapped>")
             self.relationship_columns[rel.key] = keys
+        # synonyms and composites: attributes a Row does not have, standing for columns
+        self.proxied: dict[str, set[str]] = {}
+        for syn in mapper.synonyms:
+            self.proxied[syn.key] = {str(syn.name)}
+        for comp in mapper.composites:
+            self.proxied[comp.key] = {p.key for p in comp.props}
         self.codes = model_code_objects(cls)
 
 

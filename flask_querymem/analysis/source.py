@@ -50,31 +50,56 @@ def _insert_before_terminal(line: str, code: str) -> str | None:
     return line[:best] + code + line[best:]
 
 
-def derive_after(line: str, *, kind: str, style: str, code: str, model: str) -> str | None:
-    """The line with the suggestion applied, or None when that is not unambiguous."""
+#: ``session.scalars(stmt`` / ``db.session.execute(stmt,`` ...: a statement
+#: built on another line and executed here through a variable.
+_EXECUTED_VAR = re.compile(
+    r"\.(scalars|execute|scalar|scalar_one|paginate)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?=[,)])"
+)
+
+
+def _rows_not_scalars(after: str) -> str | None:
+    """Rows, not the first column: ``.scalars()`` must go."""
+    if after.count(".scalars(") == 1 and after.count(".scalars()") == 0:
+        return after.replace(".scalars(", ".execute(", 1)
+    if after.count(".execute(") == 1 and after.count(".scalars()") == 1:
+        return after.replace(".scalars()", "", 1)
+    if ".scalars(" in after or ".scalar(" in after or ".paginate(" in after:
+        return None
+    if ".execute(" not in after:
+        return None  # the statement is executed elsewhere: cannot be shown here
+    return after
+
+
+def derive_after(
+    line: str, *, kind: str, style: str, code: str, model: str, names: str = ""
+) -> tuple[str, str] | None:
+    """(the line with the suggestion applied, the code as it appears there), or
+    None when that is not unambiguous. ``names``: the attributes kept
+    (``"User.name, User.city"``)."""
+    select_call = re.compile(r"\bselect\(\s*" + re.escape(model) + r"\s*\)")
     if code.startswith("."):  # .with_entities(...) / .options(load_only(...))
         if style == "query":
-            return _insert_before_terminal(line, code)
+            after = _insert_before_terminal(line, code)
+            return (after, code) if after is not None else None
         if style in ("select", "scalars") and code.startswith(".options("):
             # a select() statement: options go on the select(Model) call itself
-            pattern = re.compile(r"\bselect\(\s*" + re.escape(model) + r"\s*\)")
-            found = pattern.findall(line)
+            if len(select_call.findall(line)) == 1:
+                return select_call.sub(lambda m: m.group(0) + code, line, count=1), code
+            found = _EXECUTED_VAR.findall(line)
             if len(found) == 1:
-                return pattern.sub(lambda m: m.group(0) + code, line, count=1)
+                var = found[0][1]
+                return _EXECUTED_VAR.sub(lambda m: m.group(0) + code, line, count=1), f"{var}{code}"
         return None
     if code.startswith("select("):
-        pattern = re.compile(r"\bselect\(\s*" + re.escape(model) + r"\s*\)")
-        if len(pattern.findall(line)) != 1:
-            return None
-        after = pattern.sub(lambda m: code, line, count=1)
-        # rows, not the first column: .scalars() must go
-        if after.count(".scalars(") == 1 and after.count(".scalars()") == 0:
-            after = after.replace(".scalars(", ".execute(", 1)
-        elif after.count(".execute(") == 1 and after.count(".scalars()") == 1:
-            after = after.replace(".scalars()", "", 1)
-        elif ".scalars(" in after or ".scalar(" in after:
-            return None
-        elif ".execute(" not in after:
-            return None  # the statement is executed elsewhere: cannot be shown here
-        return after
+        if len(select_call.findall(line)) == 1:
+            after = _rows_not_scalars(select_call.sub(lambda m: code, line, count=1))
+            return (after, code) if after is not None else None
+        found = _EXECUTED_VAR.findall(line)
+        if len(found) == 1 and names:
+            # stmt built elsewhere: keep its WHERE/ORDER BY/joins, change its columns
+            var = found[0][1]
+            projected = f"{var}.with_only_columns({names})"
+            after = _EXECUTED_VAR.sub(lambda m: m.group(0)[: -len(var)] + projected, line, count=1)
+            after2 = _rows_not_scalars(after)
+            return (after2, projected) if after2 is not None else None
     return None
