@@ -108,3 +108,15 @@ def has_query_expression_option(statement: t.Any) -> bool:
             if any(isinstance(s, tuple) and s and s[0] == "query_expression" for s in strategy):
                 return True
     return False
+
+
+def top_level_runid(orm_state: t.Any) -> int | None:
+    """The runid of the query whose eager loader runs this statement.
+
+    Newer releases copy the parent's execution options (and so our query id)
+    to a selectin/subquery load; 2.0.0 does not, but every release passes the
+    top-level ``QueryContext`` as the (private) ``sa_top_level_orm_context``
+    execution option."""
+    ctx = orm_state.execution_options.get("sa_top_level_orm_context")
+    runid = getattr(ctx, "runid", None)
+    return runid if isinstance(runid, int) else None

@@ -240,7 +240,14 @@ def greenlet_parent_frame(glet: t.Any) -> tuple[t.Any, FrameType | None]:
     """(parent greenlet, its suspended frame) when ``glet`` is SQLAlchemy's
     asyncio greenlet (``greenlet_spawn``), else (None, None). Other greenlets
     (gevent's, eventlet's) are left alone: their parent is a hub, not the caller."""
-    if glet is None or not getattr(glet, "__sqlalchemy_greenlet_provider__", False):
+    if glet is None:
+        return None, None
+    # SQLAlchemy >= 2.0.? marks its greenlet; 2.0.0 only has the private class
+    # sqlalchemy.util._concurrency_py3k._AsyncIoGreenlet (see _sa_compat.py)
+    cls = type(glet)
+    if not getattr(glet, "__sqlalchemy_greenlet_provider__", False) and not (
+        cls.__name__ == "_AsyncIoGreenlet" and cls.__module__.startswith("sqlalchemy")
+    ):
         return None, None
     parent = glet.parent
     if parent is None:

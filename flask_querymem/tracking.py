@@ -145,6 +145,10 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         # A selectin/subquery load runs with its parent query's options: remember
         # the parent (its instances hold the collections this load fills).
         q.parent = _by_qid(stack, orm_state.execution_options.get(QID_OPTION))
+        if q.parent is None and info.kind == "relationship_load":
+            runid = compat.top_level_runid(orm_state)
+            if runid is not None:
+                q.parent = _runids.get(runid) or stack[-1].by_runid.get(runid)
         q.has_loader_options = classify.has_loader_options(orm_state.statement)
         orm_state.update_execution_options(**{QID_OPTION: q.qid})
     except Exception:

@@ -32,7 +32,7 @@ class EmailAddress(Base):
     updated_at: Mapped[datetime.datetime]
     is_active: Mapped[bool]
     score: Mapped[decimal.Decimal] = mapped_column(sa.Numeric(10, 2))
-    note: Mapped[str] = mapped_column(sa.String(300))
+    note: Mapped[str] = mapped_column(sa.String(1000))
 
     @property
     def full_name(self) -> str:
