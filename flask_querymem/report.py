@@ -137,6 +137,9 @@ class QueryReport:
     # yield_per / stream_results: the most held at once, not the total streamed
     streamed: bool = False
     held_bytes: int | None = None
+    # how the code used the instances beyond reading columns (why a Row could not
+    # stand in): kept so that other profiles of the same line can be reconciled
+    instance_uses: list[str] = field(default_factory=list)
 
     @property
     def instances(self) -> int:

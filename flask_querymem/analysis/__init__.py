@@ -131,6 +131,12 @@ def analyse(rec: ProfileRecord) -> Report:
         first = g.first
         loc = Location.from_dict(first.location) if first.location else None
         decision, note = decisions.get(g.line_key, (None, None))
+        line_info, line_use = line_usage.get(g.line_key, (None, None))
+        uses = (
+            suggest.object_reasons(line_use, line_info)
+            if line_info is not None and line_use is not None
+            else []
+        )
         report = QueryReport(
             index=g.indexes[0],
             sql=first.sql,
@@ -145,6 +151,7 @@ def analyse(rec: ProfileRecord) -> Report:
             executions=len(g.queries),
             example_indexes=list(g.indexes),
             sized=bool(entities) or first.shape in ("entity", "multi"),
+            instance_uses=uses,
         )
         reports.append(report)
         if decision is not None:

@@ -75,7 +75,7 @@ def _row_members() -> frozenset[str]:
 ROW_MEMBERS = _row_members()
 
 
-def _object_reasons(use: Usage, info: ClassInfo) -> list[str]:
+def object_reasons(use: Usage, info: ClassInfo) -> list[str]:
     """Why the instances are needed as objects (a Row cannot stand in), or []."""
     reasons: list[str] = []
     cols = set(info.column_keys)
@@ -182,7 +182,7 @@ def decide(
             "the code reads the instance's __dict__ (vars()): a projection or load_only() "
             "would change what it finds there; no suggestion"
         )
-    reasons = _object_reasons(use, info)
+    reasons = object_reasons(use, info)
     shape_reasons: list[str] = []
     if shapes != {"entity"}:
         shape_reasons.append("several entities per row")
