@@ -487,8 +487,8 @@ def _stable_chunks(a: str, b: str) -> list[tuple[int, str]]:
     """The parts of ``a`` that ``b`` has too, in order, with their offsets in ``a``.
 
     Diffed by segments (ending at a newline, comma or ``>``), so a large page or
-    result stays fast; differing runs of segments are diffed by character when
-    they are small, else masked whole.
+    result stays fast; of differing runs of segments only the common start and
+    end are kept.
     """
     seg_a, seg_b = _SEGMENT.findall(a), _SEGMENT.findall(b)
     starts_a = list(itertools.accumulate((len(x) for x in seg_a), initial=0))
@@ -499,13 +499,22 @@ def _stable_chunks(a: str, b: str) -> list[tuple[int, str]]:
         sa, ea = starts_a[i1], starts_a[i2]
         if tag == "equal":
             chunks.append((sa, a[sa:ea]))
-        elif tag == "replace" and ea - sa <= 2000 and starts_b[j2] - starts_b[j1] <= 2000:
-            part_b = b[starts_b[j1] : starts_b[j2]]
-            inner = difflib.SequenceMatcher(None, a[sa:ea], part_b, autojunk=False)
-            for m in inner.get_matching_blocks():
-                # a few characters in common (two tokens) is chance, not structure
-                if m.size >= 4:
-                    chunks.append((sa + m.a, a[sa + m.a : sa + m.a + m.size]))
+        elif tag == "replace":
+            # keep what the two versions start and end with (a timestamp's date, the
+            # quotes around a token); the middle is masked as a whole: matching
+            # characters inside it would be chance, not structure
+            part_a, part_b = a[sa:ea], b[starts_b[j1] : starts_b[j2]]
+            n = min(len(part_a), len(part_b))
+            pre = 0
+            while pre < n and part_a[pre] == part_b[pre]:
+                pre += 1
+            suf = 0
+            while suf < n - pre and part_a[-1 - suf] == part_b[-1 - suf]:
+                suf += 1
+            if pre:
+                chunks.append((sa, part_a[:pre]))
+            if suf:
+                chunks.append((ea - suf, part_a[len(part_a) - suf :]))
     merged: list[tuple[int, str]] = []
     for offset, text in chunks:  # adjacent chunks are one
         if merged and merged[-1][0] + len(merged[-1][1]) == offset:
