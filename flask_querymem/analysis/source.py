@@ -50,11 +50,36 @@ def _insert_before_terminal(line: str, code: str) -> str | None:
     return line[:best] + code + line[best:]
 
 
-#: ``session.scalars(stmt`` / ``db.session.execute(stmt,`` ...: a statement
-#: built on another line and executed here through a variable.
-_EXECUTED_VAR = re.compile(
-    r"\.(scalars|execute|scalar|scalar_one|paginate)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?=[,)])"
-)
+_EXECUTE_CALL = re.compile(r"\.(scalars|execute|scalar|scalar_one|paginate)\(")
+
+
+def _executed_argument(line: str) -> tuple[int, int] | None:
+    """(start, end) of the statement passed to the one ``.scalars(...)`` /
+    ``.execute(...)`` call on ``line`` (``stmt``, ``user.posts.select()``,
+    ``stmt.limit(5)``): a statement built elsewhere and executed here."""
+    calls = [m for m in _EXECUTE_CALL.finditer(line) if not line[m.end() :].startswith(")")]
+    if len(calls) != 1:
+        return None
+    start = calls[0].end()
+    depth = 0
+    quote = ""
+    for i in range(start, len(line)):
+        ch = line[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                return (start, i) if line[start:i].strip() else None
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return (start, i) if line[start:i].strip() else None
+    return None
 
 
 def _rows_not_scalars(after: str) -> str | None:
@@ -85,21 +110,21 @@ def derive_after(
             # a select() statement: options go on the select(Model) call itself
             if len(select_call.findall(line)) == 1:
                 return select_call.sub(lambda m: m.group(0) + code, line, count=1), code
-            found = _EXECUTED_VAR.findall(line)
-            if len(found) == 1:
-                var = found[0][1]
-                return _EXECUTED_VAR.sub(lambda m: m.group(0) + code, line, count=1), f"{var}{code}"
+            arg = _executed_argument(line)
+            if arg is not None:
+                expr = line[arg[0] : arg[1]].strip()
+                return line[: arg[1]] + code + line[arg[1] :], f"{expr}{code}"
         return None
     if code.startswith("select("):
         if len(select_call.findall(line)) == 1:
             after = _rows_not_scalars(select_call.sub(lambda m: code, line, count=1))
             return (after, code) if after is not None else None
-        found = _EXECUTED_VAR.findall(line)
-        if len(found) == 1 and names:
-            # stmt built elsewhere: keep its WHERE/ORDER BY/joins, change its columns
-            var = found[0][1]
-            projected = f"{var}.with_only_columns({names})"
-            after = _EXECUTED_VAR.sub(lambda m: m.group(0)[: -len(var)] + projected, line, count=1)
-            after2 = _rows_not_scalars(after)
-            return (after2, projected) if after2 is not None else None
+        arg = _executed_argument(line)
+        if arg is not None and names:
+            # a statement built elsewhere (a variable, user.posts.select()): keep its
+            # WHERE/ORDER BY/joins, change its columns
+            expr = line[arg[0] : arg[1]].strip()
+            projected = f"{expr}.with_only_columns({names})"
+            after = _rows_not_scalars(line[: arg[0]] + projected + line[arg[1] :])
+            return (after, projected) if after is not None else None
     return None
