@@ -347,13 +347,35 @@ class QueryMem:
             logger.exception("flask-querymem: could not finish the request profile (ignored)")
             profile.error = f"{type(internal).__name__}: {internal}"
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = self._state(app)
+        if state is not None and profile.report is not None:
+            self._reconcile(state, profile)
         if response is not None and app.config.get("QUERYMEM_VERIFY") == "auto":
             self._auto_verify(app, profile)
         g.setdefault(_G_REPORT, profile)
-        state = self._state(app)
         if state is not None:
             state.history.add(profile)
         return profile
+
+    @staticmethod
+    def _reconcile(state: _AppState, profile: RequestProfile) -> None:
+        """A suggestion belongs to a source line: one that another request of the
+        history shows to be unsafe for that line is withdrawn, both ways."""
+        from .analysis.reconcile import reconcile
+
+        try:
+            label = f"{profile.method} {profile.path}"
+            assert profile.report is not None
+            earlier = [
+                (f"{p.method} {p.path}", p.report)
+                for p in state.history.records()
+                if p.report is not None
+            ]
+            reconcile(profile.report, earlier)
+            for _other_label, other in earlier:
+                reconcile(other, [(label, profile.report)])
+        except Exception:
+            logger.exception("flask-querymem: could not reconcile with the history (ignored)")
 
     # ------------------------------------------------------------------ verification
 

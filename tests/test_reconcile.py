@@ -57,3 +57,65 @@ def test_profiles_that_agree_keep_the_projection_and_count_callers(engine: sa.En
     (q,) = first.queries
     assert q.suggestion is not None and q.suggestion.kind == "columns"
     assert q.suggestion.callers == 2  # two call sites of the helper, one per profile
+
+
+def test_the_extension_reconciles_across_its_request_history(
+    database_url: str, tmp_path: t.Any
+) -> None:
+    from flask import Flask
+
+    from flask_querymem import QueryMem
+
+    SQLAlchemy = pytest.importorskip(
+        "flask_sqlalchemy", reason="Flask-SQLAlchemy is needed for the extension test"
+    ).SQLAlchemy
+
+    from .flask_helpers import isolated_database
+
+    with isolated_database(database_url, str(tmp_path)) as iso:
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY="x",
+            DEBUG=True,
+            QUERYMEM_ENABLED=True,
+            QUERYMEM_MEASURE="none",
+            QUERYMEM_MIN_SUGGEST_BYTES=0,
+            **iso.flask_config(),
+        )
+        db = SQLAlchemy(model_class=Base)
+        db.init_app(app)
+        ext = QueryMem(app)
+
+        @app.route("/addresses")
+        def addresses() -> str:
+            return ",".join(e.email_address for e in active_emails(db.session))
+
+        @app.route("/names")
+        def names() -> str:
+            return ",".join(e.full_name for e in active_emails(db.session))
+
+        with app.app_context():
+            Base.metadata.create_all(db.engine)
+            seed(db.engine)
+        try:
+            client = app.test_client()
+            assert client.get("/addresses").status_code == 200
+            with app.app_context():
+                (first,) = ext.history(app)
+            assert first.report is not None
+            assert first.report.queries[0].suggestion is not None  # alone, it is safe
+            assert client.get("/names").status_code == 200
+            assert client.get("/addresses").status_code == 200
+            with app.app_context():
+                history = ext.history(app)
+            # the helper line serves /names too, which needs instances: no projection,
+            # neither in the new report nor, withdrawn afterwards, in the first one
+            for record in (history[0], history[2]):
+                assert record.report is not None
+                (q,) = record.report.queries
+                assert q.suggestion is None or q.suggestion.kind == "load_only"
+                assert q.suggestion is not None or "GET /names" in (q.note or "")
+        finally:
+            with app.app_context():
+                Base.metadata.drop_all(db.engine)
+                db.engine.dispose()
