@@ -23,13 +23,22 @@ from sqlalchemy.orm.attributes import InstrumentedAttribute, instance_dict, inst
 
 logger = logging.getLogger("flask_querymem")
 
-# Set by tracking.install(): called as sink(attr, instance, frame) while at least
+# Set by tracking.activate(): called as sink(attr, instance, frame) while at least
 # one profile tracks reads (the frame of the code that read: where, and through
 # which variable, for the static analysis). Module globals are the cheapest
 # check on the hot path.
 _read_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _write_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
+
+#: Read sites already recorded: ``(f_lasti, descriptor) -> the reading code``.
+#: A read whose site is here is skipped without a call: the sink (tracking.py)
+#: adds a site only when a later read there cannot add anything (the
+#: descriptor's class was loaded by a single profiled query, so the query is
+#: implied, and no instance of it was refreshed by another query), and empties
+#: the dict whenever that stops being true and when the last profile ends. Every
+#: other read goes to the sink, so a column read for 1 row in 500 is still seen.
+seen: dict[tuple[int, t.Any], t.Any] = {}
 
 
 class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
@@ -43,19 +52,42 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
             return self
         sink = _read_sink
         if sink is not None:
-            sink(self, instance, _getframe(1))
-        # Same fast path as InstrumentedAttribute.__get__ (SQLAlchemy 2.0/2.1):
-        # a populated value is returned from the instance dict directly.
-        dict_ = instance_dict(instance)
-        if self.impl.supports_population and self.key in dict_:
-            return dict_[self.key]
-        return InstrumentedAttribute.__get__(self, instance, owner)
+            f = _getframe(1)
+            try:
+                known = seen.get((f.f_lasti, self)) is f.f_code
+            except Exception:  # pragma: no cover - a key that cannot be compared
+                known = False
+            if not known:
+                sink(self, instance, f)
+        # A populated value is returned from the instance dict directly, as
+        # InstrumentedAttribute.__get__ does (its impl supports population: see
+        # TrackedUnpopulatedAttribute for the others); anything else goes through it.
+        try:
+            return instance.__dict__[self.key]
+        except KeyError:
+            return InstrumentedAttribute.__get__(self, instance, owner)
 
     def __set__(self, instance: t.Any, value: t.Any) -> None:
         sink = _write_sink
         if sink is not None:
             sink(self, instance, value)
         self.impl.set(instance_state(instance), instance_dict(instance), value, None)
+
+
+class TrackedUnpopulatedAttribute(TrackedAttribute):
+    """For attributes whose impl never reads the instance dict (dynamic and
+    write-only relationships): always through ``InstrumentedAttribute.__get__``."""
+
+    __slots__ = ()
+    inherit_cache = True
+
+    def __get__(self, instance: t.Any, owner: t.Any) -> t.Any:
+        if instance is None:
+            return self
+        sink = _read_sink
+        if sink is not None:
+            sink(self, instance, _getframe(1))
+        return InstrumentedAttribute.__get__(self, instance, owner)
 
 
 _lock = threading.Lock()
@@ -78,8 +110,10 @@ def instrument_manager(manager: t.Any) -> None:
         for attr in list(manager.values()):
             # Only the exact base class: a user's own subclass keeps its behaviour.
             if type(attr) is InstrumentedAttribute:
+                impl = getattr(attr, "impl", None)
+                populates = getattr(impl, "supports_population", False)
                 try:
-                    attr.__class__ = TrackedAttribute
+                    attr.__class__ = TrackedAttribute if populates else TrackedUnpopulatedAttribute
                 except TypeError:  # pragma: no cover - layout differs in a future SQLAlchemy
                     logger.debug("flask-querymem: cannot track %r", attr)
         _instrumented_managers.add(manager)
@@ -94,8 +128,8 @@ def restore_all() -> None:
     with _lock:
         for manager in list(_instrumented_managers):
             for attr in list(manager.values()):
-                if type(attr) is TrackedAttribute:
-                    attr.__class__ = InstrumentedAttribute  # type: ignore[assignment]
+                if type(attr) in (TrackedAttribute, TrackedUnpopulatedAttribute):
+                    attr.__class__ = InstrumentedAttribute
         _instrumented_managers.clear()
 
 
@@ -110,3 +144,5 @@ def set_sinks(
 ) -> None:
     global _read_sink, _write_sink
     _read_sink, _write_sink = read, write
+    if read is None:
+        seen.clear()

@@ -40,9 +40,16 @@ import weakref
 
 logger = logging.getLogger("flask_querymem")
 
-# Set while at least one profile tracks reads: sink(instance, what, frame).
-_use_sink: t.Callable[[t.Any, str, t.Any], None] | None = None
+# Set while at least one profile tracks reads: sink(instance, what, frame, key),
+# where ``key`` is the use's entry in ``seen`` (None: never skipped).
+_use_sink: t.Callable[[t.Any, str, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
+
+#: Uses already recorded: ``(f_lasti, wrapper or name, class) -> the using code``;
+#: filled and emptied by the sink under the same rule as ``attributes.seen``
+#: (a later use there cannot add anything), so that a method called for every
+#: row costs one lookup, not a call.
+seen: dict[tuple[int, t.Any, type], t.Any] = {}
 
 #: Special methods that make an instance behave differently from a Row.
 DUNDERS = (
@@ -135,7 +142,10 @@ class _Use:
         if instance is not None:
             sink = _use_sink
             if sink is not None:
-                sink(instance, self.name, _getframe(1))
+                f = _getframe(1)
+                key = (f.f_lasti, self, type(instance))
+                if seen.get(key) is not f.f_code:
+                    sink(instance, self.name, f, key)
         orig = self.original
         get = getattr(type(orig), "__get__", None)
         if get is None:
@@ -152,13 +162,13 @@ class _DataUse(_Use):
     def __set__(self, instance: t.Any, value: t.Any) -> None:
         sink = _use_sink
         if sink is not None:
-            sink(instance, self.name, _getframe(1))
+            sink(instance, self.name, _getframe(1), None)
         self.original.__set__(instance, value)
 
     def __delete__(self, instance: t.Any) -> None:
         sink = _use_sink
         if sink is not None:
-            sink(instance, self.name, _getframe(1))
+            sink(instance, self.name, _getframe(1), None)
         self.original.__delete__(instance)
 
 
@@ -171,7 +181,10 @@ def _wrap_dunder(name: str, original: t.Any) -> t.Any:
     def wrapper(self: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         sink = _use_sink
         if sink is not None:
-            sink(self, name, _getframe(1))
+            f = _getframe(1)
+            key = (f.f_lasti, name, type(self))
+            if seen.get(key) is not f.f_code:
+                sink(self, name, f, key)
         return original(self, *args, **kwargs)
 
     wrapper.__name__ = name
@@ -278,6 +291,8 @@ def instrumented_count() -> int:
     return len(_instrumented)
 
 
-def set_sink(sink: t.Callable[[t.Any, str, t.Any], None] | None) -> None:
+def set_sink(sink: t.Callable[[t.Any, str, t.Any, t.Any], None] | None) -> None:
     global _use_sink
     _use_sink = sink
+    if sink is None:
+        seen.clear()

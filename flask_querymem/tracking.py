@@ -61,6 +61,33 @@ _runids: dict[int, QueryRecord] = {}
 # attributed to the queries that returned them again (weak: never keeps a row).
 _refreshed: weakref.WeakKeyDictionary[t.Any, tuple[QueryRecord, ...]] = weakref.WeakKeyDictionary()
 _logged_without_profile: set[str] = set()
+# Whether ``_refreshed`` may hold anything (a plain flag: a WeakKeyDictionary's
+# truth test is a Python call, too slow for every read).
+_any_refreshed = False
+
+# Mapped class -> the one profiled query (of a profile tracking reads) whose
+# instances of it were loaded, or _MANY. While a class has one query, a read's
+# query is implied by its site, so a site recorded once need not be looked at
+# again (``attributes.seen``, ``object_uses.seen``); any second query, or a
+# refresh attributing an instance to another query too, ends that.
+_MANY: t.Any = object()
+_class_query: dict[type, t.Any] = {}
+
+
+def _note_class_query(cls: type, q: QueryRecord) -> None:
+    held = _class_query.get(cls)
+    if held is q or held is _MANY:
+        return
+    if held is None:
+        _class_query[cls] = q
+        return
+    _class_query[cls] = _MANY
+    _forget_sites()
+
+
+def _forget_sites() -> None:
+    attributes.seen.clear()
+    object_uses.seen.clear()
 
 
 def _version_tag() -> str:
@@ -230,6 +257,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
     if any(r.track_reads for r in stack):
         _instrument(mapper)
+        _note_class_query(state.class_, q)
     return ent
 
 
@@ -300,6 +328,7 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
     """A row already in the session (expired by a commit, or the logged-in user in
     a user list) that the query populated again: it is part of this query's
     result exactly like a new row, so it is counted and sized the same way."""
+    global _any_refreshed
     stack = _stack.get()
     if not stack:
         return
@@ -319,9 +348,15 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
         if q is None:
             return
         partial = compat.state_runid(state) != compat.query_runid(context)
-        if partial and any(r.track_reads for r in stack):
-            # SQLAlchemy keeps the row's old runid: attribute its reads here too
-            _refreshed[state] = (*_refreshed.get(state, ()), q)
+        if any(r.track_reads for r in stack):
+            if partial:
+                # SQLAlchemy keeps the row's old runid: attribute its reads here too
+                _refreshed[state] = (*_refreshed.get(state, ()), q)
+                _any_refreshed = True
+                _class_query[state.class_] = _MANY
+                _forget_sites()
+            else:
+                _note_class_query(state.class_, q)
         # Column values loaded anew (an expired row, session.refresh()): count and
         # size it. A row merely found in the session (only its unloaded
         # relationships are listed) holds no new memory: it is not counted.
@@ -357,40 +392,56 @@ def _site_chain(frame: t.Any) -> tuple[tuple[t.Any, int, str], ...]:
     return tuple(chain)
 
 
+def _queries_of(state: t.Any) -> tuple[QueryRecord | None, tuple[QueryRecord, ...]]:
+    """The query whose runid the instance carries, and those that refreshed it."""
+    q = _runids.get(state.runid)
+    more: tuple[QueryRecord, ...] = ()
+    if _any_refreshed:
+        more = _refreshed.get(state, ())
+    return q, more
+
+
 def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
+    """A read whose site ``attributes.seen`` does not hold: record it."""
     try:
         state = instance_state(instance)
-        q = _runids.get(state.runid)  # type: ignore[arg-type]
-        qs: t.Iterable[QueryRecord] = (q,) if q is not None else ()
-        if _refreshed:
-            more = _refreshed.get(state)
-            if more:
-                qs = (*qs, *more)
-        for q in qs:
-            code = frame.f_code
-            key = (state.class_, attr.key, id(code), frame.f_lasti)
-            if key not in q.reads:
-                q.reads[key] = code
-                q.sites[key] = _site_chain(frame)
+        q, more = _queries_of(state)
+        if q is None and not more:
+            return  # not a profiled instance
+        cls = state.class_
+        code = frame.f_code
+        lasti = frame.f_lasti
+        key = (cls, attr.key, id(code), lasti)
+        for rq in (q, *more) if more else (q,):
+            if rq is not None and key not in rq.reads:
+                rq.reads[key] = code
+                rq.sites[key] = _site_chain(frame)
+        if q is not None and not more and attr.class_ is cls and _class_query.get(cls) is q:
+            site = (lasti, attr)
+            attributes.seen[site] = code
+            if _class_query.get(cls) is not q:  # another thread changed it meanwhile
+                attributes.seen.pop(site, None)
     except Exception:
         _fail("attribute read")
 
 
-def _use_sink(instance: t.Any, what: str, frame: t.Any) -> None:
+def _use_sink(instance: t.Any, what: str, frame: t.Any, site: t.Any = None) -> None:
     """An instance used as an object (object_uses.py): a Row could not stand in."""
     try:
         state = instance_state(instance)
-        q = _runids.get(state.runid)  # type: ignore[arg-type]
-        qs: t.Iterable[QueryRecord] = (q,) if q is not None else ()
-        if _refreshed:
-            more = _refreshed.get(state)
-            if more:
-                qs = (*qs, *more)
-        for q in qs:
-            code = frame.f_code
-            key = (state.class_, what, id(code))
-            if key not in q.uses:
-                q.uses[key] = code
+        q, more = _queries_of(state)
+        if q is None and not more:
+            return
+        cls = state.class_
+        code = frame.f_code
+        key = (cls, what, id(code))
+        for rq in (q, *more) if more else (q,):
+            if rq is not None and key not in rq.uses:
+                rq.uses[key] = code
+        if site is not None and q is not None and not more and _class_query.get(cls) is q:
+            object_uses.seen[site] = code
+            if _class_query.get(cls) is not q:
+                object_uses.seen.pop(site, None)
     except Exception:
         _fail("object use")
 
@@ -404,6 +455,7 @@ def _write_sink(attr: t.Any, instance: t.Any, value: t.Any) -> None:
                     value,
                     f"assigned to {type(instance).__name__}.{attr.key}",
                     sys._getframe(2),
+                    None,
                 )
         except Exception:
             _fail("attribute write")
@@ -412,12 +464,11 @@ def _write_sink(attr: t.Any, instance: t.Any, value: t.Any) -> None:
 def _record_write(instance: t.Any, key: str) -> None:
     try:
         state = instance_state(instance)
-        q = _runids.get(state.runid)  # type: ignore[arg-type]
+        q, more = _queries_of(state)
         if q is not None:
             q.writes.add((state.class_, key))
-        if _refreshed:
-            for q in _refreshed.get(state, ()):
-                q.writes.add((state.class_, key))
+        for rq in more:
+            rq.writes.add((state.class_, key))
     except Exception:
         _fail("attribute write")
 
@@ -466,10 +517,18 @@ def uninstall() -> None:
         _runids.clear()
         _refreshed.clear()
         _expired.clear()
+        _reset_read_state()
         attributes.set_sinks(None, None)
         object_uses.set_sink(None)
         attributes.restore_all()
         object_uses.restore_all()
+
+
+def _reset_read_state() -> None:
+    global _any_refreshed
+    _any_refreshed = False
+    _class_query.clear()
+    _forget_sites()
 
 
 def is_installed() -> bool:
@@ -516,6 +575,7 @@ def deactivate(rec: ProfileRecord) -> None:
             _runids.clear()
             _refreshed.clear()
             _expired.clear()
+            _reset_read_state()
     rec.cursor_starts.clear()
 
 
