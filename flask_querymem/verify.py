@@ -172,7 +172,10 @@ def _on_do_orm_execute(orm_state: t.Any) -> t.Any:
         loc = find_location(replay.ignore, roots=replay.roots)
         if not loc or (loc["file"], loc["line"]) != (plan.file, plan.line):
             return None
-        columns = [getattr(expr, key) for key in plan.keys]
+        # exactly as the suggestion names them: the model's attributes (a
+        # statement on an alias then fails or differs, as the pasted code would)
+        target = desc.get("type")
+        columns = [getattr(target, key) for key in plan.keys]
         if plan.kind == "columns":
             orm_state.statement = stmt.with_only_columns(*columns)
             plan.applied += 1
