@@ -166,9 +166,13 @@ def _ignored(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 class _Classifier:
-    """Per-code-object decisions for one (roots, extra_ignored) pair."""
+    """Per-code-object decisions for one (roots, extra_ignored) pair.
 
-    __slots__ = ("roots", "prefixes", "kinds")
+    ``kinds`` is keyed by ``id(code)``: hashing a large code object costs up
+    to ~0.8 us (its constants are hashed anew each time), an id ~50 ns.
+    ``codes`` keeps those code objects alive, so an id cannot be reused."""
+
+    __slots__ = ("roots", "prefixes", "kinds", "codes")
 
     def __init__(self, roots: tuple[str, ...], extra_ignored: tuple[str, ...]) -> None:
         normed: list[str] = []
@@ -179,7 +183,8 @@ class _Classifier:
             normed.append(_norm(os.path.realpath(r)))
         self.roots = tuple(dict.fromkeys(normed))
         self.prefixes = DEFAULT_IGNORED + tuple(extra_ignored)
-        self.kinds: dict[CodeType, int] = {}
+        self.kinds: dict[int, int] = {}
+        self.codes: list[CodeType] = []
 
     def classify(self, frame: FrameType) -> int:
         code = frame.f_code
@@ -199,7 +204,9 @@ class _Classifier:
         kinds = self.kinds
         if len(kinds) > 20000:  # code objects compiled on the fly must not pile up
             kinds.clear()
-        kinds[code] = kind
+            self.codes.clear()
+        kinds[id(code)] = kind
+        self.codes.append(code)
         return kind
 
 
@@ -315,6 +322,14 @@ def _location(frames: list[tuple[FrameType, int]], context: str | None) -> dict[
     return first
 
 
+#: find_location() results by the frames that decide them: the classifier and
+#: (id(code), f_lasti) of every application (or outside) frame the walk found.
+#: Each value keeps those code objects alive, so their ids cannot be reused while
+#: it is cached. Bounded: cleared when it grows past _CACHE_MAX.
+_cache: dict[tuple[t.Any, ...], tuple[dict[str, t.Any], tuple[CodeType, ...]]] = {}
+_CACHE_MAX = 4096
+
+
 def find_location(
     extra_ignored: tuple[str, ...] = (),
     start: FrameType | None = None,
@@ -328,6 +343,9 @@ def find_location(
     :func:`default_roots`); ``extra_ignored``: module-name prefixes that are
     never application code; ``start``: the innermost frame to look at (default:
     the caller's).
+
+    The same frames (code and instruction of every application frame) give the
+    same location: it is computed once and shared (callers must not modify it).
     """
     classifier = _classifier(roots or default_roots(), extra_ignored)
     kinds = classifier.kinds
@@ -338,14 +356,14 @@ def find_location(
     glet: t.Any = None
     while frame is not None:
         while frame is not None:
-            kind = kinds.get(frame.f_code)
+            kind = kinds.get(id(frame.f_code))
             if kind is None:
                 kind = classifier.classify(frame)
             if kind:
                 if kind >= _APP:
                     found.append((frame, kind))
                     if len(found) >= want:
-                        return _location(found, None)
+                        return _cached_location(classifier, found, None)
                 elif kind == _OUTSIDE:
                     if len(outside) < want:
                         outside.append((frame, kind))
@@ -362,10 +380,24 @@ def find_location(
                     glet = gmod.getcurrent()
                 glet, frame = greenlet_parent_frame(glet)
     if found:
-        return _location(found, None)
+        return _cached_location(classifier, found, None)
     if outside:
-        return _location(outside, None)
+        return _cached_location(classifier, outside, None)
     return _view_location(start or sys._getframe(1))
+
+
+def _cached_location(
+    classifier: _Classifier, frames: list[tuple[FrameType, int]], context: str | None
+) -> dict[str, t.Any]:
+    key = (classifier, *[(id(f.f_code), f.f_lasti) for f, _ in frames])
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit[0]
+    loc = _location(frames, context)
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[key] = (loc, tuple(f.f_code for f, _ in frames))
+    return loc
 
 
 # --- no application frame: the request's view ------------------------------------
@@ -385,6 +417,36 @@ _PHASES = {
 }
 
 
+#: id(code) -> (Flask phase or None, library package or None, stdlib package or
+#: None); _describe_keep keeps the code objects alive (their ids are the keys)
+_describe_codes: dict[int, tuple[str | None, str | None, str | None]] = {}
+_describe_keep: list[CodeType] = []
+
+
+def _describe_code(f: FrameType) -> tuple[str | None, str | None, str | None]:
+    code = f.f_code
+    known = _describe_codes.get(id(code))
+    if known is not None:
+        return known
+    name = str(f.f_globals.get("__name__") or "")
+    top = name.split(".", 1)[0]
+    phase = _PHASES.get(code.co_name) if name == "flask.app" else None
+    library = stdlib = None
+    if top and top not in _MACHINERY and top != "flask":
+        path = _norm_file(code.co_filename)
+        lib = _library_dir_of(path)
+        if lib is not None and lib in _LIBRARY_DIRS and "site-packages" not in lib:
+            stdlib = top
+        else:
+            library = top
+    if len(_describe_codes) > 20000:
+        _describe_codes.clear()
+        _describe_keep.clear()
+    known = _describe_codes[id(code)] = (phase, library, stdlib)
+    _describe_keep.append(code)
+    return known
+
+
 def _describe(frame: FrameType) -> str:
     """``"during response serialization (marshmallow)"``: what the request was
     doing (the innermost Flask method on the stack) and the innermost library
@@ -393,17 +455,14 @@ def _describe(frame: FrameType) -> str:
     stdlib: str | None = None
     phase: str | None = None
     for f in _iter_frames(frame):
-        name = str(f.f_globals.get("__name__") or "")
-        top = name.split(".", 1)[0]
-        if phase is None and name == "flask.app":
-            phase = _PHASES.get(f.f_code.co_name)
-        if library is None and top and top not in _MACHINERY and top != "flask":
-            path = _norm_file(f.f_code.co_filename)
-            lib = _library_dir_of(path)
-            if lib is not None and lib in _LIBRARY_DIRS and "site-packages" not in lib:
-                stdlib = stdlib or top
+        f_phase, f_library, f_stdlib = _describe_code(f)
+        if phase is None and f_phase is not None:
+            phase = f_phase
+        if library is None and (f_library is not None or f_stdlib is not None):
+            if f_stdlib is not None:
+                stdlib = stdlib or f_stdlib
             else:
-                library = top
+                library = f_library
         if phase is not None and library is not None:
             break
     if phase is None:

@@ -67,6 +67,10 @@ class EntityRecord:
     columns_loaded: set[str] = field(default_factory=set)
     samples: list[InstanceSize] = field(default_factory=list)
     warmup_samples: list[InstanceSize] = field(default_factory=list)
+    # Where this record's instances are counted and sized when it does not do
+    # so itself: a sampler shared by every execution of one statement from one
+    # place (tracking's ``_new_entity``); its lists are this record's lists.
+    sampler: EntityRecord | None = field(default=None, repr=False, compare=False)
 
     def add_sample(self, size: InstanceSize) -> None:
         """Keep the size of instance number ``count`` (it was due: ``count >= next_sample``)."""
@@ -144,6 +148,13 @@ class ProfileRecord:
     # QueryContext.runid -> query whose loads carry it (None: not ours)
     by_runid: dict[int, QueryRecord | None] = field(default_factory=dict)
     cursor_starts: dict[int, tuple[QueryRecord, float]] = field(default_factory=dict)
+    # (location id, kind, class, loader options) -> (the sampler of every execution
+    # of that statement from that place, their records); the locations kept alive
+    # (their ids are keys) until deactivate() settles the samplers
+    samplers: dict[tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord]]] = field(
+        default_factory=dict
+    )
+    sampler_keepalive: list[t.Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed_sites: dict[str, int] = field(default_factory=dict)  # where -> failures
 

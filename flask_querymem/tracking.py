@@ -38,7 +38,7 @@ from sqlalchemy.orm.attributes import instance_state
 from . import _sa_compat as compat
 from . import attributes, classify, object_uses
 from .location import find_location, is_library_path
-from .memory import measure_instance
+from .memory import InstanceSize, measure_instance
 from .record import EntityRecord, ProfileRecord, QueryRecord
 
 logger = logging.getLogger("flask_querymem")
@@ -251,14 +251,63 @@ def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> Quer
 
 
 def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
-    ent = q.entity(state.class_)
+    cls = state.class_
+    ent = q.entity(cls)
     mapper = state.manager.mapper
-    ent.column_keys = tuple(p.key for p in mapper.column_attrs)
+    ent.column_keys = _column_tuple(mapper)
     ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
+    # Executions of one statement from one place share a sampler (the same
+    # location object, see location.find_location): an N+1 loop sizes a spread
+    # sample of all its instances, not the first ones of every execution. Its
+    # samples and columns are the records' own lists, shared.
+    site = (id(q.location), q.kind, cls, q.has_loader_options) if q.location else None
+    rec = stack[-1]
+    shared = rec.samplers.get(site) if site is not None else None
+    if shared is None:
+        sampler = EntityRecord(cls)
+        if site is not None:
+            rec.samplers[site] = (sampler, [ent])
+            rec.sampler_keepalive.append(q.location)
+    else:
+        sampler = shared[0]
+        shared[1].append(ent)
+    ent.samples = sampler.samples
+    ent.warmup_samples = sampler.warmup_samples
+    ent.columns_loaded = sampler.columns_loaded
+    ent.sampler = sampler
     if any(r.track_reads for r in stack):
         _instrument(mapper)
-        _note_class_query(state.class_, q)
+        _note_class_query(cls, q)
     return ent
+
+
+_column_tuples: weakref.WeakKeyDictionary[t.Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _column_tuple(mapper: t.Any) -> tuple[str, ...]:
+    keys = _column_tuples.get(mapper)
+    if keys is None:
+        keys = _column_tuples[mapper] = tuple(p.key for p in mapper.column_attrs)
+    return keys
+
+
+def _settle_samplers(rec: ProfileRecord) -> None:
+    """Give each execution of a shared sampler one sample: the sampler's whole-result
+    mean (what its samples estimate for each of its instances), so that sizing
+    a thousand executions does not average the same samples a thousand times."""
+    from .analysis.sizing import entity_size
+
+    for sampler, ents in rec.samplers.values():
+        if len(ents) < 2:
+            continue
+        size = entity_size(sampler)
+        mean = InstanceSize(size.per_instance - sum(size.per_value.values()), size.per_value)
+        for ent in ents:
+            ent.samples = [mean]
+            ent.warmup_samples = []
+            ent.sampler = None
+    rec.samplers.clear()
+    rec.sampler_keepalive.clear()
 
 
 def _instrument(mapper: t.Any) -> None:
@@ -274,26 +323,56 @@ def _instrument(mapper: t.Any) -> None:
     object_uses.instrument_class(mapper.class_, mapper.attrs.keys())
 
 
+def _sample(ent: EntityRecord, state: t.Any) -> None:
+    """Size one instance for the sampler of ``ent`` (it was due)."""
+    sampler = ent.sampler or ent
+    size = measure_instance(state, state.dict, ent.column_keys, ent.collection_keys)
+    sampler.columns_loaded.update(size.values)
+    sampler.add_sample(size)
+
+
 def _count(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
     ent = q.entities.get(state.class_)
     if ent is None or not ent.column_keys:
         ent = _new_entity(q, state, stack)
     ent.count += 1
-    if ent.count >= ent.next_sample:
-        size = measure_instance(state, state.dict, ent.column_keys, ent.collection_keys)
-        ent.columns_loaded.update(size.values)
-        ent.add_sample(size)
+    sampler = ent.sampler or ent
+    if sampler is not ent:
+        sampler.count += 1
+    if sampler.count >= sampler.next_sample:
+        _sample(ent, state)
     return ent
 
 
+# (runid, class, entity record) of the last instance counted: the next one of
+# the same query and class (nearly every load event) needs no other lookup.
+_last_load: tuple[t.Any, t.Any, t.Any] = (None, None, None)
+
+
 def _on_load(state: t.Any, context: t.Any) -> None:
+    global _last_load
+    last = _last_load
+    try:
+        if context.runid == last[0] and state.class_ is last[1]:
+            ent = last[2]
+            ent.count += 1
+            sampler = ent.sampler
+            sampler.count += 1
+            if sampler.count >= sampler.next_sample:
+                _sample(ent, state)
+            return
+    except Exception:
+        _fail("load")
+        return
     stack = _stack.get()
     if not stack:
         return
     try:
         q = _query_for_context(stack, context)
         if q is not None:
-            _count(q, state, stack)
+            ent = _count(q, state, stack)
+            if ent.sampler is not None:
+                _last_load = (context.runid, state.class_, ent)
     except Exception:
         _fail("load")
 
@@ -525,8 +604,9 @@ def uninstall() -> None:
 
 
 def _reset_read_state() -> None:
-    global _any_refreshed
+    global _any_refreshed, _last_load
     _any_refreshed = False
+    _last_load = (None, None, None)
     _class_query.clear()
     _forget_sites()
 
@@ -553,7 +633,8 @@ def activate(rec: ProfileRecord) -> None:
 
 def deactivate(rec: ProfileRecord) -> None:
     """Remove ``rec`` from the active profiles (in any order, from any context)."""
-    global _active_readers
+    global _active_readers, _last_load
+    _last_load = (None, None, None)
     stack = _stack.get()
     if rec in stack:
         _stack.set(tuple(r for r in stack if r is not rec))
@@ -577,6 +658,10 @@ def deactivate(rec: ProfileRecord) -> None:
             _expired.clear()
             _reset_read_state()
     rec.cursor_starts.clear()
+    try:
+        _settle_samplers(rec)
+    except Exception:
+        logger.exception("flask-querymem: could not settle the shared samplers (ignored)")
 
 
 def current() -> ProfileRecord | None:
