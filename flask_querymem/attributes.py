@@ -31,21 +31,26 @@ _read_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _write_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
 
-#: Read sites already recorded: ``(f_lasti, descriptor) -> the reading code``.
-#: A read whose site is here is skipped without a call: the sink (tracking.py)
-#: adds a site only when a later read there cannot add anything (the
-#: descriptor's class was loaded by a single profiled query, so the query is
-#: implied, and no instance of it was refreshed by another query), and empties
-#: the dict whenever that stops being true and when the last profile ends. Every
-#: other read goes to the sink, so a column read for 1 row in 500 is still seen.
-seen: dict[tuple[int, t.Any], t.Any] = {}
-
 
 class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
-    """An ``InstrumentedAttribute`` that reports reads and writes to the active profile."""
+    """An ``InstrumentedAttribute`` that reports reads and writes to the active profile.
+
+    Each tracked descriptor gets a class of its own, named like this one
+    (``tracked_class``), whose ``_qm_sites`` holds the read sites already
+    recorded for it: ``f_lasti -> the reading code``. A read whose site is there
+    is skipped without a call. The sink (tracking.py) adds a site only when a
+    later read there cannot add anything (the descriptor's class was loaded by
+    a single profiled query, so the query is implied, and no instance of it was
+    refreshed by another query), and ``forget_sites()`` empties them whenever
+    that stops being true and when the last profile ends. Every other read goes
+    to the sink, so a column read for 1 row in 500 is still seen. (A class
+    attribute costs less than a ``(lasti, descriptor)`` key in a shared dict:
+    no tuple to build and hash on every read.)
+    """
 
     __slots__ = ()
     inherit_cache = True
+    _qm_sites: t.ClassVar[dict[int, t.Any]] = {}  # never filled: see tracked_class()
 
     def __get__(self, instance: t.Any, owner: t.Any) -> t.Any:
         if instance is None:
@@ -53,11 +58,7 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
         sink = _read_sink
         if sink is not None:
             f = _getframe(1)
-            try:
-                known = seen.get((f.f_lasti, self)) is f.f_code
-            except Exception:  # pragma: no cover - a key that cannot be compared
-                known = False
-            if not known:
+            if self._qm_sites.get(f.f_lasti) is not f.f_code:
                 sink(self, instance, f)
         # A populated value is returned from the instance dict directly, as
         # InstrumentedAttribute.__get__ does (its impl supports population: see
@@ -76,7 +77,8 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
 
 class TrackedUnpopulatedAttribute(TrackedAttribute):
     """For attributes whose impl never reads the instance dict (dynamic and
-    write-only relationships): always through ``InstrumentedAttribute.__get__``."""
+    write-only relationships): always through ``InstrumentedAttribute.__get__``,
+    every read to the sink."""
 
     __slots__ = ()
     inherit_cache = True
@@ -88,6 +90,46 @@ class TrackedUnpopulatedAttribute(TrackedAttribute):
         if sink is not None:
             sink(self, instance, _getframe(1))
         return InstrumentedAttribute.__get__(self, instance, owner)
+
+
+# the per-descriptor classes, to empty their site dicts
+_tracked_classes: weakref.WeakSet[type[TrackedAttribute]] = weakref.WeakSet()
+
+
+def tracked_class() -> type[TrackedAttribute]:
+    """A new class for one descriptor: ``TrackedAttribute`` with a site dict of its own."""
+    cls: type[TrackedAttribute] = type(
+        "TrackedAttribute",
+        (TrackedAttribute,),
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "__qualname__": "TrackedAttribute",
+            "inherit_cache": True,
+            "_qm_sites": {},
+        },
+    )
+    _tracked_classes.add(cls)
+    return cls
+
+
+def remember_site(attr: t.Any, lasti: int, code: t.Any) -> None:
+    """Reads of ``attr`` by ``code`` at ``lasti`` need not be looked at again."""
+    sites = type(attr).__dict__.get("_qm_sites")
+    if sites is not None:  # only a descriptor's own class has one
+        sites[lasti] = code
+
+
+def forget_site(attr: t.Any, lasti: int) -> None:
+    sites = type(attr).__dict__.get("_qm_sites")
+    if sites is not None:
+        sites.pop(lasti, None)
+
+
+def forget_sites() -> None:
+    """Every read goes to the sink again until the sink remembers its site."""
+    for cls in list(_tracked_classes):
+        cls._qm_sites.clear()
 
 
 _lock = threading.Lock()
@@ -113,7 +155,7 @@ def instrument_manager(manager: t.Any) -> None:
                 impl = getattr(attr, "impl", None)
                 populates = getattr(impl, "supports_population", False)
                 try:
-                    attr.__class__ = TrackedAttribute if populates else TrackedUnpopulatedAttribute
+                    attr.__class__ = tracked_class() if populates else TrackedUnpopulatedAttribute
                 except TypeError:  # pragma: no cover - layout differs in a future SQLAlchemy
                     logger.debug("flask-querymem: cannot track %r", attr)
         _instrumented_managers.add(manager)
@@ -128,8 +170,8 @@ def restore_all() -> None:
     with _lock:
         for manager in list(_instrumented_managers):
             for attr in list(manager.values()):
-                if type(attr) in (TrackedAttribute, TrackedUnpopulatedAttribute):
-                    attr.__class__ = InstrumentedAttribute
+                if isinstance(attr, TrackedAttribute):
+                    attr.__class__ = InstrumentedAttribute  # type: ignore[assignment]
         _instrumented_managers.clear()
 
 
@@ -145,4 +187,4 @@ def set_sinks(
     global _read_sink, _write_sink
     _read_sink, _write_sink = read, write
     if read is None:
-        seen.clear()
+        forget_sites()

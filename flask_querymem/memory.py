@@ -26,6 +26,8 @@ per-mapper memo of ``shared_value_keys`` holds its mappers weakly).
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import sys
 import typing as t
@@ -88,41 +90,65 @@ class InstanceSize(t.NamedTuple):
     values: dict[str, float]  # attribute key -> bytes of its value
 
 
+#: Column value types sized by ``sys.getsizeof`` alone (what ``value_bytes`` does
+#: for them), checked inline by ``measure_instance``.
+_PLAIN_TYPES = frozenset({float, datetime.datetime, datetime.date, datetime.time, decimal.Decimal})
+
+
 def measure_instance(
     state: t.Any,
     dict_: dict[str, t.Any],
     column_keys: t.Iterable[str],
     collection_keys: t.Iterable[str] = (),
+    shared: frozenset[str] | None = None,
 ) -> InstanceSize:
     """Size one loaded instance (``state`` is its ``InstanceState``).
 
     Uses the public ``InstanceState`` attributes ``obj``, ``key``,
     ``committed_state``, ``expired_attributes``; the state's own ``__dict__``
     holds memoized attributes (no public accessor, so we size it directly).
+    ``shared``: ``shared_value_keys`` of its mapper, when the caller has it.
     """
+    getsizeof = _getsizeof
     obj = state.obj()
-    overhead = _getsizeof(obj) + _getsizeof(dict_) + _getsizeof(state) + 80  # 80: weakref state.obj
+    overhead = getsizeof(obj) + getsizeof(dict_) + getsizeof(state) + 80  # 80: weakref state.obj
     sd = getattr(state, "__dict__", None)
     if sd is not None:
-        overhead += _getsizeof(sd)
+        overhead += getsizeof(sd)
         for name in ("callables", "_empty_collections"):
             extra = sd.get(name)
             if extra is not None:
-                overhead += _getsizeof(extra)
-    overhead += _getsizeof(state.committed_state) + _getsizeof(state.expired_attributes)
+                overhead += getsizeof(extra)
+    overhead += getsizeof(state.committed_state) + getsizeof(state.expired_attributes)
     key = state.key
     if key is not None:
-        overhead += _getsizeof(key) + _getsizeof(key[1]) + DICT_SLOT_BYTES
+        overhead += getsizeof(key) + getsizeof(key[1]) + DICT_SLOT_BYTES
     overhead += LIST_SLOT_BYTES
     for k in collection_keys:
         coll = dict_.get(k)
         if coll is not None:  # an eagerly loaded collection (joinedload)
             overhead += collection_bytes(coll)
     values: dict[str, float] = {}
-    shared = shared_value_keys(state.manager.mapper)
+    if shared is None:
+        shared = shared_value_keys(state.manager.mapper)
+    plain = _PLAIN_TYPES
     for k in column_keys:
-        if k in dict_:
-            values[k] = 0 if k in shared else value_bytes(dict_[k])
+        if k not in dict_:
+            continue
+        if k in shared:
+            values[k] = 0
+            continue
+        # value_bytes(), with its commonest cases inline (same results)
+        v = dict_[k]
+        tp = type(v)
+        if tp is str:
+            values[k] = 0 if len(v) <= 1 and (not v or ord(v) < 256) else getsizeof(v)
+        elif v is None:
+            values[k] = 0
+        elif tp in plain:
+            values[k] = getsizeof(v)
+        else:
+            values[k] = value_bytes(v)
     return InstanceSize(overhead, values)
 
 

@@ -46,7 +46,8 @@ _use_sink: t.Callable[[t.Any, str, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
 
 #: Uses already recorded: ``(f_lasti, wrapper or name, class) -> the using code``;
-#: filled and emptied by the sink under the same rule as ``attributes.seen``
+#: filled and emptied by the sink under the same rule as a tracked descriptor's
+#: ``_qm_sites`` (attributes.py)
 #: (a later use there cannot add anything), so that a method called for every
 #: row costs one lookup, not a call.
 seen: dict[tuple[int, t.Any, type], t.Any] = {}

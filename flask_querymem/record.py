@@ -25,7 +25,7 @@ _query_ids = itertools.count(1)
 
 #: Most samples kept per (query, class): between half this and this many,
 #: each standing for an equal share of everything the query loaded. Even.
-MAX_SAMPLES = 128
+MAX_SAMPLES = 32
 #: The first instances of a class have larger ``__dict__``s (CPython key sharing
 #: settles after a few); skip them once later ones are available.
 WARMUP_INSTANCES = 20
@@ -71,6 +71,7 @@ class EntityRecord:
     # so itself: a sampler shared by every execution of one statement from one
     # place (tracking's ``_new_entity``); its lists are this record's lists.
     sampler: EntityRecord | None = field(default=None, repr=False, compare=False)
+    shared_keys: frozenset[str] | None = None  # memory.shared_value_keys of its mapper
 
     def add_sample(self, size: InstanceSize) -> None:
         """Keep the size of instance number ``count`` (it was due: ``count >= next_sample``)."""

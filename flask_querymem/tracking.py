@@ -38,7 +38,7 @@ from sqlalchemy.orm.attributes import instance_state
 from . import _sa_compat as compat
 from . import attributes, classify, object_uses
 from .location import find_location, is_library_path
-from .memory import InstanceSize, measure_instance
+from .memory import InstanceSize, measure_instance, shared_value_keys
 from .record import EntityRecord, ProfileRecord, QueryRecord
 
 logger = logging.getLogger("flask_querymem")
@@ -68,7 +68,7 @@ _any_refreshed = False
 # Mapped class -> the one profiled query (of a profile tracking reads) whose
 # instances of it were loaded, or _MANY. While a class has one query, a read's
 # query is implied by its site, so a site recorded once need not be looked at
-# again (``attributes.seen``, ``object_uses.seen``); any second query, or a
+# again (``TrackedAttribute._qm_sites``, ``object_uses.seen``); any second query, or a
 # refresh attributing an instance to another query too, ends that.
 _MANY: t.Any = object()
 _class_query: dict[type, t.Any] = {}
@@ -86,7 +86,7 @@ def _note_class_query(cls: type, q: QueryRecord) -> None:
 
 
 def _forget_sites() -> None:
-    attributes.seen.clear()
+    attributes.forget_sites()
     object_uses.seen.clear()
 
 
@@ -265,6 +265,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
         sampler = EntityRecord(cls)
+        sampler.shared_keys = shared_value_keys(mapper)
         if site is not None:
             rec.samplers[site] = (sampler, [ent])
             rec.sampler_keepalive.append(q.location)
@@ -326,7 +327,9 @@ def _instrument(mapper: t.Any) -> None:
 def _sample(ent: EntityRecord, state: t.Any) -> None:
     """Size one instance for the sampler of ``ent`` (it was due)."""
     sampler = ent.sampler or ent
-    size = measure_instance(state, state.dict, ent.column_keys, ent.collection_keys)
+    size = measure_instance(
+        state, state.dict, ent.column_keys, ent.collection_keys, sampler.shared_keys
+    )
     sampler.columns_loaded.update(size.values)
     sampler.add_sample(size)
 
@@ -481,7 +484,7 @@ def _queries_of(state: t.Any) -> tuple[QueryRecord | None, tuple[QueryRecord, ..
 
 
 def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
-    """A read whose site ``attributes.seen`` does not hold: record it."""
+    """A read whose site the descriptor's ``_qm_sites`` does not hold: record it."""
     try:
         state = instance_state(instance)
         q, more = _queries_of(state)
@@ -496,10 +499,9 @@ def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
                 rq.reads[key] = code
                 rq.sites[key] = _site_chain(frame)
         if q is not None and not more and attr.class_ is cls and _class_query.get(cls) is q:
-            site = (lasti, attr)
-            attributes.seen[site] = code
+            attributes.remember_site(attr, lasti, code)
             if _class_query.get(cls) is not q:  # another thread changed it meanwhile
-                attributes.seen.pop(site, None)
+                attributes.forget_site(attr, lasti)
     except Exception:
         _fail("attribute read")
 
