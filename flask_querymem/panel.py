@@ -20,6 +20,8 @@ Facts about the host (Flask-DebugToolbar 0.16) this class relies on:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import typing as t
@@ -29,6 +31,7 @@ from flask_debugtoolbar.panels import DebugPanel
 
 from .config import VERIFY_ENDPOINT
 from .render import html
+from .report import SCHEMA
 
 if t.TYPE_CHECKING:
     from werkzeug import Request, Response
@@ -41,6 +44,44 @@ logger = logging.getLogger("flask_querymem")
 
 def _extension() -> QueryMem | None:
     return t.cast("QueryMem | None", current_app.extensions.get("querymem"))
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: t.Any) -> t.Any:
+    """``dataclasses.asdict`` for a report, without its deep copy of every
+    leaf value (the report's leaves are str, numbers and None): the same dict,
+    several times faster. Containers are new, as asdict makes them."""
+    tp = type(value)
+    if tp is str or tp is int or tp is float or tp is bool or value is None:
+        return value
+    names = _FIELDS.get(tp)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[tp] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if tp is list:
+        return [_plain(v) for v in value]
+    if tp is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if tp is tuple:
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, (list, tuple, dict)) or dataclasses.is_dataclass(value):
+        return dataclasses.asdict(_Box(value))["value"]  # exactly what asdict makes of it
+    return copy.deepcopy(value)
+
+
+@dataclasses.dataclass
+class _Box:
+    value: t.Any
+
+
+def report_dict(report: t.Any) -> dict[str, t.Any]:
+    """``Report.to_dict()``, faster (what the panel renders from)."""
+    d: dict[str, t.Any] = {"schema": SCHEMA}
+    d.update(_plain(report))
+    return d
 
 
 class QueryMemPanel(DebugPanel):
@@ -74,7 +115,7 @@ class QueryMemPanel(DebugPanel):
             return None
         self._profile = ext.finish_request(response)
         if self._profile is not None and self._profile.report is not None:
-            self._report_dict = self._profile.report.to_dict()
+            self._report_dict = report_dict(self._profile.report)
         return self._profile
 
     # -- what the toolbar shows ------------------------------------------------

@@ -452,13 +452,16 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
 # --- attribute reads and writes (per read: keep it minimal) --------------------
 
 
-def _site_chain(frame: t.Any) -> tuple[tuple[t.Any, int, str], ...]:
-    """The reading frame and up to three outer ones, as (code, lasti, kind):
-    "template" (compiled Jinja), "library" (installed package or the stdlib) or
-    "app"; what the static analysis needs to find how the instance was used."""
-    chain: list[tuple[t.Any, int, str]] = []
-    while frame is not None and len(chain) < 4:
-        code = frame.f_code
+# id(code) -> "template" | "library" | "app" for _site_chain, and the code
+# objects themselves (so an id is never reused while it is a key)
+_chain_kinds: dict[int, str] = {}
+_chain_codes: list[t.Any] = []
+
+
+def _chain_kind(frame: t.Any) -> str:
+    code = frame.f_code
+    kind = _chain_kinds.get(id(code))
+    if kind is None:
         if "__jinja_template__" in frame.f_globals:
             kind = "template"
         elif is_library_path(code.co_filename) or str(
@@ -467,7 +470,22 @@ def _site_chain(frame: t.Any) -> tuple[tuple[t.Any, int, str], ...]:
             kind = "library"
         else:
             kind = "app"
-        chain.append((code, frame.f_lasti, kind))
+        if len(_chain_kinds) > 20000:
+            _chain_kinds.clear()
+            _chain_codes.clear()
+        _chain_kinds[id(code)] = kind
+        _chain_codes.append(code)
+    return kind
+
+
+def _site_chain(frame: t.Any) -> tuple[tuple[t.Any, int, str], ...]:
+    """The reading frame and up to three outer ones, as (code, lasti, kind):
+    "template" (compiled Jinja), "library" (installed package or the stdlib) or
+    "app"; what the static analysis needs to find how the instance was used."""
+    chain: list[tuple[t.Any, int, str]] = []
+    while frame is not None and len(chain) < 4:
+        kind = _chain_kind(frame)
+        chain.append((frame.f_code, frame.f_lasti, kind))
         if kind != "library":
             break  # the consuming code: nothing further out is needed
         frame = frame.f_back

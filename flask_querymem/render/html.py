@@ -83,6 +83,8 @@ def _ascii(html: str) -> str:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("flask_querymem", "templates"),
+        # the templates ship with the package: no stat() of their files per render
+        auto_reload=False,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -93,6 +95,11 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = "{:,}".format
     env.globals["plural"] = plural
     return env
+
+
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
 
 
 def render_panel(
@@ -117,13 +124,9 @@ def render_panel(
         base_dir=base_dir,
         verify=verify,
     )
-    return _ascii(_environment().get_template("querymem/panel.html").render(view=view))
+    return _ascii(_template("querymem/panel.html").render(view=view))
 
 
 def render_message(title: str, detail: str, *, hint: str | None = None) -> str:
     """Render an explanation instead of an empty table (inactive, no report, error)."""
-    return _ascii(
-        _environment()
-        .get_template("querymem/message.html")
-        .render(title=title, detail=detail, hint=hint)
-    )
+    return _ascii(_template("querymem/message.html").render(title=title, detail=detail, hint=hint))
