@@ -84,7 +84,7 @@ def value_bytes(value: object, _depth: int = 0) -> int:
 
 class InstanceSize(t.NamedTuple):
     """Sizes of one sampled instance: ORM bookkeeping and per-attribute values
-    (or the mean of several: ``EntityRecord`` merges samples, hence floats)."""
+    (or a mean of several, hence floats: tracking's settled samplers)."""
 
     overhead: float  # everything but the column values
     values: dict[str, float]  # attribute key -> bytes of its value

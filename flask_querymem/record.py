@@ -23,20 +23,12 @@ from .memory import InstanceSize
 _serials = itertools.count(1)
 _query_ids = itertools.count(1)
 
-#: Most samples kept per (query, class): between half this and this many,
-#: each standing for an equal share of everything the query loaded. Even.
+#: Most cells of the systematic sample per (query, class): between half this
+#: and this many, each standing for an equal share of the instances. Even.
 MAX_SAMPLES = 32
 #: The first instances of a class have larger ``__dict__``s (CPython key sharing
 #: settles after a few); skip them once later ones are available.
 WARMUP_INSTANCES = 20
-
-
-def _merged(a: InstanceSize, b: InstanceSize) -> InstanceSize:
-    """The mean of two samples that stand for equally many instances (a value
-    one of them lacks, not loaded there, counts as 0, as ``entity_size`` does)."""
-    av, bv = a.values, b.values
-    values = {k: (av.get(k, 0) + bv.get(k, 0)) / 2 for k in av.keys() | bv.keys()}
-    return InstanceSize((a.overhead + b.overhead) / 2, values)
 
 
 @dataclass
@@ -45,16 +37,16 @@ class EntityRecord:
 
     Sampling, called as each instance loads with the total unknown (tracking's
     ``_count``: ``if ent.count >= ent.next_sample: ent.add_sample(size)``):
-    the first ``WARMUP_INSTANCES`` are all sized and kept apart (used only for
-    a result that small); after them, a systematic sample of every
-    ``sample_stride``-th instance. When ``MAX_SAMPLES`` are kept and another
-    is due, the stride doubles and each pair of neighbouring samples becomes
-    one, their mean: every kept sample then stands for ``sample_stride``
-    consecutive instances, so their plain mean is spread evenly over the whole
-    result so far (a result whose later rows are larger is sized as a whole,
-    not by its head), no measurement is thrown away, and the cost is bounded:
-    ``MAX_SAMPLES`` values kept, ``MAX_SAMPLES / 2`` instances sized per
-    doubling of the result.
+    the first ``WARMUP_INSTANCES`` are all sized (``warmup_samples``); after
+    them, a systematic sample of every ``sample_stride``-th instance, one
+    *cell* of ``sample_stride`` consecutive instances per sample. When
+    ``MAX_SAMPLES`` cells are kept and another sample is due, the stride
+    doubles and each pair of neighbouring cells becomes one. A cell's estimate
+    is the mean of the samples taken in it, the result's the mean of its
+    cells (``weighted_samples``): spread evenly over the whole result so far
+    (a result whose later rows are larger is sized as a whole, not by its
+    head), with no measurement thrown away, at a bounded cost:
+    ``MAX_SAMPLES / 2`` instances sized per doubling of the result.
     """
 
     cls: type
@@ -63,9 +55,10 @@ class EntityRecord:
     count: int = 0
     refreshed: int = 0  # of ``count``: rows already in the session, refreshed by this query
     next_sample: int = 1  # the ``count`` at which the next instance is to be sized
-    sample_stride: int = 1  # instances each kept sample stands for (after the warm-up)
+    sample_stride: int = 1  # instances per cell (after the warm-up)
     columns_loaded: set[str] = field(default_factory=set)
-    samples: list[InstanceSize] = field(default_factory=list)
+    samples: list[InstanceSize] = field(default_factory=list)  # after the warm-up, in order
+    sample_cells: list[int] = field(default_factory=list)  # samples per cell, in order
     warmup_samples: list[InstanceSize] = field(default_factory=list)
     # Where this record's instances are counted and sized when it does not do
     # so itself: a sampler shared by every execution of one statement from one
@@ -79,17 +72,32 @@ class EntityRecord:
             self.warmup_samples.append(size)
             self.next_sample = self.count + 1
             return
-        samples = self.samples
-        if len(samples) >= MAX_SAMPLES:
+        cells = self.sample_cells
+        if len(cells) >= MAX_SAMPLES:
             # The new sample is due at MAX_SAMPLES x stride: the first instance of
             # a cell of the doubled stride too, so the cells stay aligned.
-            samples[:] = [
-                _merged(samples[i], samples[i + 1]) if i + 1 < len(samples) else samples[i]
-                for i in range(0, len(samples), 2)
-            ]
+            cells[:] = [cells[i] + cells[i + 1] for i in range(0, len(cells) - 1, 2)]
             self.sample_stride *= 2
-        samples.append(size)
+        self.samples.append(size)
+        cells.append(1)
         self.next_sample = self.count + self.sample_stride
+
+    def weighted_samples(self) -> list[tuple[float, InstanceSize]]:
+        """The samples after the warm-up with the share of those instances each
+        stands for (the shares add up to 1)."""
+        out = []
+        # a shared sampler's cells (``samples`` is its list too)
+        cells = (self.sampler or self).sample_cells
+        if sum(cells) != len(self.samples):  # samples set by hand: one cell each
+            cells = [1] * len(self.samples)
+        n_cells = len(cells)
+        i = 0
+        for m in cells:
+            w = 1.0 / (m * n_cells)
+            for s in self.samples[i : i + m]:
+                out.append((w, s))
+            i += m
+        return out
 
     def usable_samples(self) -> list[InstanceSize]:
         return self.samples or self.warmup_samples

@@ -314,32 +314,38 @@ def simulate(n: int) -> tuple[EntityRecord, int]:
 def test_samples_are_evenly_spread_over_the_whole_result(n: int) -> None:
     ent, sized = simulate(n)
     assert [s.overhead for s in ent.warmup_samples] == list(range(1, min(n, WARMUP_INSTANCES) + 1))
+    assert sized == len(ent.warmup_samples) + len(ent.samples)  # no measurement thrown away
     if n <= WARMUP_INSTANCES:
-        assert ent.samples == []
+        assert ent.samples == [] and ent.weighted_samples() == []
         return
-    # Each kept sample stands for the ``stride`` consecutive instances of its
-    # cell: it is the mean of the positions sized in that cell.
-    first, stride, kept = WARMUP_INSTANCES + 1, ent.sample_stride, ent.samples
-    for j, s in enumerate(kept):
-        assert first + j * stride <= s.overhead < first + (j + 1) * stride
-        assert s.values == {"x": s.overhead}
-    assert n < first + len(kept) * stride  # the last cell reaches the end
-    assert len(kept) <= MAX_SAMPLES
+    # Cell j stands for the ``stride`` consecutive instances from first + j x stride:
+    # the samples taken in it lie there, and the cells reach the last instance.
+    first, stride, cells = WARMUP_INSTANCES + 1, ent.sample_stride, ent.sample_cells
+    assert sum(cells) == len(ent.samples)
+    i = 0
+    for j, m in enumerate(cells):
+        for s in ent.samples[i : i + m]:
+            assert first + j * stride <= s.overhead < first + (j + 1) * stride
+        i += m
+    assert n < first + len(cells) * stride
+    assert len(cells) <= MAX_SAMPLES
     if n >= first + MAX_SAMPLES:
-        assert len(kept) > MAX_SAMPLES // 2
-    # their mean is the mean position (of the instances after the warm-up)
-    mean = sum(s.overhead for s in kept) / len(kept)
+        assert len(cells) > MAX_SAMPLES // 2
+    # the weighted mean is the mean position of the instances after the warm-up
+    weighted = ent.weighted_samples()
+    assert sum(w for w, _ in weighted) == pytest.approx(1.0)
+    mean = sum(w * s.overhead for w, s in weighted)
     assert abs(mean - (first + n) / 2) <= stride
     # bounded cost: MAX_SAMPLES / 2 instances sized per doubling of the result
     doublings = stride.bit_length() - 1
-    assert sized == min(n, WARMUP_INSTANCES) + len(kept) + MAX_SAMPLES // 2 * doublings
+    assert len(ent.samples) == len(cells) + MAX_SAMPLES // 2 * doublings
 
 
 def test_old_sampling_front_loading_is_gone() -> None:
     """The issue's figure: 61% of samples came from the first 3% of 100k rows."""
     ent, sized = simulate(100_000)
-    head = [s for s in ent.samples if s.overhead <= 3_000]
-    assert len(head) / len(ent.samples) < 0.05
+    head = sum(w for w, s in ent.weighted_samples() if s.overhead <= 3_000)
+    assert head < 0.05  # of the weight: the first 3% stand for 3%
     assert sized < 1_000  # ~3 ms of sizing for 100k instances (measure_instance: ~4.3 us)
 
 

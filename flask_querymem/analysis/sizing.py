@@ -18,33 +18,31 @@ class EntitySize(t.NamedTuple):
     per_value: dict[str, float]  # mean bytes of each column value
 
 
-def _mean(values: t.Iterable[float]) -> float:
-    vals = list(values)
-    return sum(vals) / len(vals) if vals else 0.0
-
-
 def entity_size(ent: EntityRecord) -> EntitySize:
     """Mean sizes over everything the query loaded of one class.
 
-    Each of ``ent.samples`` stands for an equal share of the instances after
-    the warm-up (``EntityRecord``), each warm-up sample for one instance. The
-    warm-up instances' own ORM overhead is not representative (CPython's
-    key-sharing dicts settle after a few instances of a class), so they count
-    with the later samples' mean overhead and their own values: a result whose
-    first rows differ from the rest (newest first) is still sized as a whole.
+    The samples after the warm-up stand for the instances after it, each with
+    its share (``EntityRecord.weighted_samples``); each warm-up sample for one
+    instance. The warm-up instances' own ORM overhead is not representative
+    (CPython's key-sharing dicts settle after a few instances of a class), so
+    they count with the later samples' mean overhead and their own values: a
+    result whose first rows differ from the rest (newest first) is still sized
+    as a whole.
     """
-    samples, warmup = ent.samples, ent.warmup_samples
-    if not samples:
-        samples, warmup = warmup, []
-    if not samples:
+    weighted = ent.weighted_samples()
+    warmup = ent.warmup_samples
+    if not weighted:
+        weighted = [(1.0 / len(warmup), s) for s in warmup] if warmup else []
+        warmup = []
+    if not weighted:
         return EntitySize(0.0, {})
-    keys = set().union(*(s.values for s in samples), *(s.values for s in warmup))
-    overhead = _mean(s.overhead for s in samples)
-    later = max(ent.count - len(warmup), 1) if warmup else 1  # instances the samples stand for
+    keys = set().union(*(s.values for _, s in weighted), *(s.values for s in warmup))
+    overhead = sum(w * s.overhead for w, s in weighted)
+    later = max(ent.count - len(warmup), 1) if warmup else 1  # instances ``weighted`` stands for
     total = later + len(warmup)
     per_value = {
         k: (
-            later * _mean(s.values.get(k, 0) for s in samples)
+            later * sum(w * s.values.get(k, 0) for w, s in weighted)
             + sum(s.values.get(k, 0) for s in warmup)
         )
         / total
