@@ -254,8 +254,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     cls = state.class_
     ent = q.entity(cls)
     mapper = state.manager.mapper
-    ent.column_keys = _column_tuple(mapper)
-    ent.collection_keys = tuple(r.key for r in mapper.relationships if r.uselist)
+    ent.column_keys, ent.collection_keys, shared_keys = _mapper_keys(mapper)
     # Executions of one statement from one place share a sampler (the same
     # location object, see location.find_location): an N+1 loop sizes a spread
     # sample of all its instances, not the first ones of every execution. Its
@@ -265,7 +264,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
         sampler = EntityRecord(cls)
-        sampler.shared_keys = shared_value_keys(mapper)
+        sampler.shared_keys = shared_keys
         if site is not None:
             rec.samplers[site] = (sampler, [ent])
             rec.sampler_keepalive.append(q.location)
@@ -282,13 +281,19 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     return ent
 
 
-_column_tuples: weakref.WeakKeyDictionary[t.Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+_MapperKeys = tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]
+_mapper_key_cache: weakref.WeakKeyDictionary[t.Any, _MapperKeys] = weakref.WeakKeyDictionary()
 
 
-def _column_tuple(mapper: t.Any) -> tuple[str, ...]:
-    keys = _column_tuples.get(mapper)
+def _mapper_keys(mapper: t.Any) -> _MapperKeys:
+    """(column keys, collection keys, memory.shared_value_keys) of a mapper."""
+    keys = _mapper_key_cache.get(mapper)
     if keys is None:
-        keys = _column_tuples[mapper] = tuple(p.key for p in mapper.column_attrs)
+        keys = _mapper_key_cache[mapper] = (
+            tuple(p.key for p in mapper.column_attrs),
+            tuple(r.key for r in mapper.relationships if r.uselist),
+            shared_value_keys(mapper),
+        )
     return keys
 
 
