@@ -307,10 +307,11 @@ def _settle_samplers(rec: ProfileRecord) -> None:
         if len(ents) < 2:
             continue
         size = entity_size(sampler)
-        mean = InstanceSize(size.per_instance - sum(size.per_value.values()), size.per_value)
+        mean = [InstanceSize(size.per_instance - sum(size.per_value.values()), size.per_value)]
         for ent in ents:
-            ent.samples = [mean]
+            ent.samples = mean  # one list for all: the same size for each execution
             ent.warmup_samples = []
+            ent.sample_cells = []
             ent.sampler = None
     rec.samplers.clear()
     rec.sampler_keepalive.clear()
