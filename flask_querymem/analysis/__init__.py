@@ -17,7 +17,13 @@ from ..report import EntityReport, Location, QueryReport, Report, Totals
 from . import suggest
 from .grouping import Group, group_queries
 from .models import ClassInfo, class_info
-from .sizing import EntitySize, collection_bytes, entity_size, merged_size
+from .sizing import (
+    EntitySize,
+    collection_bytes,
+    entity_size,
+    merged_size,
+    stream_held_bytes,
+)
 from .usage import Usage, flow_of, usage_of
 
 logger = logging.getLogger("flask_querymem")
@@ -153,6 +159,13 @@ def analyse(rec: ProfileRecord) -> Report:
             sized=bool(entities) or first.shape in ("entity", "multi"),
             instance_uses=uses,
         )
+        streams = [(q, getattr(q, "yield_per", None)) for q in g.queries]
+        streams = [(q, yp) for q, yp in streams if yp]
+        if streams:
+            # estimated_bytes stays the total streamed; held_bytes is the most
+            # held at once (a yield_per stream keeps about two batches alive)
+            report.streamed = True
+            report.held_bytes = max(stream_held_bytes(q, yp) for q, yp in streams)
         reports.append(report)
         if decision is not None:
             info, _ = line_usage[g.line_key]
