@@ -120,7 +120,10 @@ class QueryRecord:
     # Keyed by id because hashing a code object hashes its bytecode on every read;
     # the value keeps the code alive, so the id cannot be reused meanwhile.
     reads: dict[tuple[type, str, int, int], CodeType] = field(default_factory=dict)
-    writes: set[tuple[type, str]] = field(default_factory=set)
+    # (class, key) written; an empty frozenset until the first write (tracking
+    # replaces it): most records of an N+1 loop never see one, and a set per
+    # record is one more object for the garbage collector to scan
+    writes: t.AbstractSet[tuple[type, str]] = frozenset()
     # read key -> the reading frame and a few outer ones, as (code, lasti, kind):
     # taken once per read site, for the static analysis of how the instance was used
     sites: dict[tuple[type, str, int, int], tuple[tuple[CodeType, int, str], ...]] = field(

@@ -252,29 +252,42 @@ def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> Quer
 
 def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
     cls = state.class_
-    ent = q.entity(cls)
     mapper = state.manager.mapper
-    ent.column_keys, ent.collection_keys, shared_keys = _mapper_keys(mapper)
+    column_keys, collection_keys, shared_keys = _mapper_keys(mapper)
     # Executions of one statement from one place share a sampler (the same
     # location object, see location.find_location): an N+1 loop sizes a spread
     # sample of all its instances, not the first ones of every execution. Its
     # samples and columns are the records' own lists, shared.
     site = (id(q.location), q.kind, cls, q.has_loader_options) if q.location else None
     rec = stack[-1]
+    ent = q.entities.get(cls)  # a record without column keys (not from here): replaced
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
         sampler = EntityRecord(cls)
         sampler.shared_keys = shared_keys
         if site is not None:
-            rec.samplers[site] = (sampler, [ent])
+            shared = rec.samplers[site] = (sampler, [])
             rec.sampler_keepalive.append(q.location)
     else:
         sampler = shared[0]
+    # built with the sampler's lists (no lists of its own to allocate and drop:
+    # an N+1 loop makes one record per execution, each one more object for the
+    # garbage collector to scan)
+    ent = EntityRecord(
+        cls,
+        column_keys=column_keys,
+        collection_keys=collection_keys,
+        count=ent.count if ent is not None else 0,
+        refreshed=ent.refreshed if ent is not None else 0,
+        columns_loaded=sampler.columns_loaded,
+        samples=sampler.samples,
+        sample_cells=_NO_CELLS,
+        warmup_samples=sampler.warmup_samples,
+        sampler=sampler,
+    )
+    q.entities[cls] = ent
+    if shared is not None:
         shared[1].append(ent)
-    ent.samples = sampler.samples
-    ent.warmup_samples = sampler.warmup_samples
-    ent.columns_loaded = sampler.columns_loaded
-    ent.sampler = sampler
     if any(r.track_reads for r in stack):
         _instrument(mapper)
         _note_class_query(cls, q)
@@ -297,6 +310,14 @@ def _mapper_keys(mapper: t.Any) -> _MapperKeys:
     return keys
 
 
+# Lists a record never writes to: its sampler does (EntityRecord.add_sample)
+_NO_CELLS: list[int] = []
+_NO_WARMUP: list[InstanceSize] = []
+# The sampler of settled records: never due (a load counted after its profile
+# ended, in a nested profile's stream, sizes nothing and changes no shared list)
+_SETTLED = EntityRecord(object, next_sample=sys.maxsize)
+
+
 def _settle_samplers(rec: ProfileRecord) -> None:
     """Give each execution of a shared sampler one sample: the sampler's whole-result
     mean (what its samples estimate for each of its instances), so that sizing
@@ -310,9 +331,9 @@ def _settle_samplers(rec: ProfileRecord) -> None:
         mean = [InstanceSize(size.per_instance - sum(size.per_value.values()), size.per_value)]
         for ent in ents:
             ent.samples = mean  # one list for all: the same size for each execution
-            ent.warmup_samples = []
-            ent.sample_cells = []
-            ent.sampler = None
+            ent.warmup_samples = _NO_WARMUP
+            ent.sample_cells = _NO_CELLS
+            ent.sampler = _SETTLED
     rec.samplers.clear()
     rec.sampler_keepalive.clear()
 
@@ -570,10 +591,11 @@ def _record_write(instance: t.Any, key: str) -> None:
     try:
         state = instance_state(instance)
         q, more = _queries_of(state)
-        if q is not None:
-            q.writes.add((state.class_, key))
-        for rq in more:
-            rq.writes.add((state.class_, key))
+        for rq in (q, *more) if more else (q,):
+            if rq is not None:
+                if not isinstance(rq.writes, set):
+                    rq.writes = set(rq.writes)
+                rq.writes.add((state.class_, key))
     except Exception:
         _fail("attribute write")
 
