@@ -13,6 +13,7 @@ Swapping classes per request would race between threads, and
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -30,6 +31,12 @@ logger = logging.getLogger("flask_querymem")
 _read_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _write_sink: t.Callable[[t.Any, t.Any, t.Any], None] | None = None
 _getframe = sys._getframe
+
+#: (reading frame, instance) while a tracked read of an unloaded attribute runs:
+#: the lazy load it fires for that instance was issued from that frame.
+lazy_read: contextvars.ContextVar[tuple[t.Any, t.Any] | None] = contextvars.ContextVar(
+    "flask_querymem_lazy_read", default=None
+)
 
 
 class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
@@ -66,7 +73,16 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
         try:
             return instance.__dict__[self.key]
         except KeyError:
+            pass
+        if sink is None:
             return InstrumentedAttribute.__get__(self, instance, owner)
+        # Not loaded: a lazy load may run now. Its location is where this read
+        # is, so the statement listener can start looking there (tracking.py).
+        token = lazy_read.set((f, instance))
+        try:
+            return InstrumentedAttribute.__get__(self, instance, owner)
+        finally:
+            lazy_read.reset(token)
 
     def __set__(self, instance: t.Any, value: t.Any) -> None:
         sink = _write_sink

@@ -118,7 +118,15 @@ def _fail(where: str) -> None:
         )
 
 
+def _tracks_reads(stack: tuple[ProfileRecord, ...]) -> bool:
+    if len(stack) == 1:
+        return stack[0].track_reads
+    return any(r.track_reads for r in stack)
+
+
 def _live(stack: tuple[ProfileRecord, ...]) -> tuple[ProfileRecord, ...]:
+    if len(stack) == 1 and stack[0].serial in _active_serials:
+        return stack
     return tuple(r for r in stack if r.serial in _active_serials)
 
 
@@ -136,9 +144,9 @@ def _location_settings(stack: tuple[ProfileRecord, ...]) -> tuple[tuple[str, ...
     return tuple(ignore), tuple(roots)
 
 
-def _new_query(stack: tuple[ProfileRecord, ...], kind: str) -> QueryRecord:
+def _new_query(stack: tuple[ProfileRecord, ...], kind: str, start: t.Any = None) -> QueryRecord:
     ignore, roots = _location_settings(stack)
-    q = QueryRecord(kind=kind, location=find_location(ignore, roots=roots))
+    q = QueryRecord(kind=kind, location=find_location(ignore, start=start, roots=roots))
     for rec in stack:
         rec.add_query(q)
     return q
@@ -147,6 +155,8 @@ def _new_query(stack: tuple[ProfileRecord, ...], kind: str) -> QueryRecord:
 def _by_qid(stack: tuple[ProfileRecord, ...], qid: t.Any) -> QueryRecord | None:
     if type(qid) is not int:
         return None
+    if len(stack) == 1:
+        return stack[0].by_qid.get(qid)
     for rec in stack:
         q = rec.by_qid.get(qid)
         if q is not None:
@@ -155,6 +165,21 @@ def _by_qid(stack: tuple[ProfileRecord, ...], qid: t.Any) -> QueryRecord | None:
 
 
 # --- statement capture ---------------------------------------------------------
+
+
+def _lazy_start(orm_state: t.Any) -> t.Any:
+    """The frame that read the attribute this lazy load is for, if a tracked
+    read fired it: the frames in between are SQLAlchemy's, so looking for the
+    location from there finds the same application frames, without walking
+    through the loader's ~25 frames."""
+    held = attributes.lazy_read.get()
+    if held is None:
+        return None
+    frame, instance = held
+    state = orm_state.lazy_loaded_from
+    if state is None or state.obj() is not instance:
+        return None
+    return frame
 
 
 def _on_do_orm_execute(orm_state: t.Any) -> None:
@@ -166,7 +191,9 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         if not stack:
             return
         info = classify.statement_info(orm_state)
-        q = _new_query(stack, info.kind)
+        q = _new_query(
+            stack, info.kind, _lazy_start(orm_state) if info.kind == "lazy_load" else None
+        )
         q.style, q.shape, q.entry = info.style, info.shape, info.entry
         q.entity_cls, q.features = info.entity, info.features
         # A selectin/subquery load runs with its parent query's options: remember
@@ -245,7 +272,7 @@ def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> Quer
     for rec in stack:
         if q is None or q.qid in rec.by_qid:
             rec.by_runid[runid] = q
-    if q is not None and any(r.track_reads for r in stack):
+    if q is not None and _tracks_reads(stack):
         _runids[runid] = q
     return q
 
@@ -253,7 +280,8 @@ def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> Quer
 def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
     cls = state.class_
     mapper = state.manager.mapper
-    column_keys, collection_keys, shared_keys = _mapper_keys(mapper)
+    keys = _mapper_keys(mapper)
+    column_keys, collection_keys, shared_keys = keys[0], keys[1], keys[2]
     # Executions of one statement from one place share a sampler (the same
     # location object, see location.find_location): an N+1 loop sizes a spread
     # sample of all its instances, not the first ones of every execution. Its
@@ -288,25 +316,29 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     q.entities[cls] = ent
     if shared is not None:
         shared[1].append(ent)
-    if any(r.track_reads for r in stack):
-        _instrument(mapper)
+    if _tracks_reads(stack):
+        if keys[3] != _instrumentation:  # once per class (until uninstall())
+            _instrument(mapper)
+            keys[3] = _instrumentation
         _note_class_query(cls, q)
     return ent
 
 
-_MapperKeys = tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]
-_mapper_key_cache: weakref.WeakKeyDictionary[t.Any, _MapperKeys] = weakref.WeakKeyDictionary()
+# mapper -> [column keys, collection keys, memory.shared_value_keys, the
+# _instrumentation under which its class was instrumented (0: not yet)]
+_mapper_key_cache: weakref.WeakKeyDictionary[t.Any, list[t.Any]] = weakref.WeakKeyDictionary()
+_instrumentation = 1  # incremented by uninstall(), which undoes every instrumentation
 
 
-def _mapper_keys(mapper: t.Any) -> _MapperKeys:
-    """(column keys, collection keys, memory.shared_value_keys) of a mapper."""
+def _mapper_keys(mapper: t.Any) -> list[t.Any]:
     keys = _mapper_key_cache.get(mapper)
     if keys is None:
-        keys = _mapper_key_cache[mapper] = (
+        keys = _mapper_key_cache[mapper] = [
             tuple(p.key for p in mapper.column_attrs),
             tuple(r.key for r in mapper.relationships if r.uselist),
             shared_value_keys(mapper),
-        )
+            0,
+        ]
     return keys
 
 
@@ -457,7 +489,7 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
         if q is None:
             return
         partial = compat.state_runid(state) != compat.query_runid(context)
-        if any(r.track_reads for r in stack):
+        if _tracks_reads(stack):
             if partial:
                 # SQLAlchemy keeps the row's old runid: attribute its reads here too
                 _refreshed[state] = (*_refreshed.get(state, ()), q)
@@ -631,7 +663,7 @@ def install() -> None:
 
 def uninstall() -> None:
     """Remove every listener and undo attribute instrumentation."""
-    global _installed, _active_readers
+    global _installed, _active_readers, _instrumentation
     with _install_lock:
         if _installed:
             for target, name, fn, _kw in _LISTENERS:
@@ -649,6 +681,7 @@ def uninstall() -> None:
         object_uses.set_sink(None)
         attributes.restore_all()
         object_uses.restore_all()
+        _instrumentation += 1
 
 
 def _reset_read_state() -> None:
