@@ -138,6 +138,7 @@ class QueryRecord:
     # its instances got new values after loading (expired by a commit and read
     # again, or synchronised by a bulk UPDATE): a Row would keep the old ones
     changed_in_place: bool = False
+    yield_per: int | None = None  # a streamed result (Query.yield_per / execution option)
 
     def entity(self, cls: type) -> EntityRecord:
         ent = self.entities.get(cls)

@@ -204,6 +204,8 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
             if runid is not None:
                 q.parent = _runids.get(runid) or stack[-1].by_runid.get(runid)
         q.has_loader_options = classify.has_loader_options(orm_state.statement)
+        yp = orm_state.execution_options.get("yield_per")
+        q.yield_per = yp if isinstance(yp, int) and yp > 0 else None
         orm_state.update_execution_options(**{QID_OPTION: q.qid})
     except Exception:
         _fail("do_orm_execute")

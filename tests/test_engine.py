@@ -314,3 +314,15 @@ def test_repeated_lazy_loads_are_one_entry(session: Session) -> None:
     assert large.totals.queries == 21 and large.totals.distinct_queries == 2
     # the serialised report does not grow with executions
     assert len(large.to_json()) < 1.2 * len(small.to_json())
+
+
+def test_a_yield_per_stream_reports_what_it_holds_at_once(session: Session) -> None:
+    from .models import EmailAddress
+
+    with profile() as report:
+        total = sum(len(e.email_address) for e in session.query(EmailAddress).yield_per(50))
+    assert total > 0
+    (q,) = report.queries
+    assert q.streamed and q.entities[0].count == 400
+    # the total streamed stays the estimate; at most about two batches are held at once
+    assert q.held_bytes is not None and q.held_bytes < q.estimated_bytes / 3
