@@ -511,9 +511,16 @@ def _stable_chunks(a: str, b: str) -> list[tuple[int, str]]:
             pre = 0
             while pre < n and part_a[pre] == part_b[pre]:
                 pre += 1
+            # a match ending (or starting) inside a word or number is chance (two
+            # random tokens sharing a first character): back off to the boundary
+            while 0 < pre < len(part_a) and part_a[pre - 1].isalnum() and part_a[pre].isalnum():
+                pre -= 1
             suf = 0
             while suf < n - pre and part_a[-1 - suf] == part_b[-1 - suf]:
                 suf += 1
+            la = len(part_a)
+            while 0 < suf < la and part_a[la - suf].isalnum() and part_a[la - suf - 1].isalnum():
+                suf -= 1
             if pre:
                 chunks.append((sa, part_a[:pre]))
             if suf:

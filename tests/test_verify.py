@@ -361,3 +361,16 @@ def test_a_shared_session_cannot_verify_load_only(engine: sa.Engine) -> None:
         report = flask_querymem.verify(unit)
     v = only_suggestion(report).suggestion.verification
     assert v["status"] == "skipped" and "session an earlier run used" in v["detail"], v
+
+
+def test_a_token_sharing_a_first_character_by_chance_is_masked_whole() -> None:
+    """Two runs' random tokens that happen to share their first (or last)
+    character must not make that character part of what is compared."""
+    from flask_querymem.verify import compare_outputs
+
+    first = "<p>generated 3f2a9c</p>user 1,user 2"
+    second = "<p>generated 3e81b0</p>user 1,user 2"
+    same, detail = compare_outputs(first, second, "<p>generated 7d04aa</p>user 1,user 2")
+    assert same, detail
+    same, detail = compare_outputs(first, second, "<p>generated 7d04aa</p>user 1,user 3")
+    assert not same and detail is not None and "differs" in detail
