@@ -159,13 +159,12 @@ def analyse(rec: ProfileRecord) -> Report:
             sized=bool(entities) or first.shape in ("entity", "multi"),
             instance_uses=uses,
         )
-        streams = [(q, getattr(q, "yield_per", None)) for q in g.queries]
-        streams = [(q, yp) for q, yp in streams if yp]
+        streams = [(q, q.yield_per) for q in g.queries if q.yield_per]
         if streams:
             # estimated_bytes stays the total streamed; held_bytes is the most
             # held at once (a yield_per stream keeps about two batches alive)
             report.streamed = True
-            report.held_bytes = max(stream_held_bytes(q, yp) for q, yp in streams)
+            report.held_bytes = max(stream_held_bytes(q, yp or 0) for q, yp in streams)
         reports.append(report)
         if decision is not None:
             info, _ = line_usage[g.line_key]
