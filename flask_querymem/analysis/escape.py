@@ -24,6 +24,7 @@ Nothing here runs user code; results are cached per code object.
 from __future__ import annotations
 
 import dis
+import typing as t
 from dataclasses import dataclass, field
 from types import CodeType
 
@@ -220,7 +221,7 @@ def _mutates_value(instrs: list[dis.Instruction], k: int) -> bool:
     return after is not None and after.opname in ("STORE_SUBSCR", "DELETE_SUBSCR")
 
 
-def variable_uses(code: CodeType, var: str, _depth: int = 0) -> VarUses:
+def _variable_uses(code: CodeType, var: str, _depth: int = 0) -> VarUses:
     """Every use of variable ``var`` in ``code`` (and closures capturing it)."""
     out = VarUses()
     instrs = _instructions(code)
@@ -276,7 +277,7 @@ def variable_uses(code: CodeType, var: str, _depth: int = 0) -> VarUses:
     return out
 
 
-def site_variable(code: CodeType, lasti: int) -> str | None:
+def _site_variable(code: CodeType, lasti: int) -> str | None:
     """The variable an attribute was read through at offset ``lasti``: ``u`` in
     ``u.name``, ``getattr(u, "name")`` or Jinja's ``environment.getattr(u, "name")``.
     None when the instance came from an expression (``users[0].name``)."""
@@ -381,7 +382,7 @@ def _iteration(code: CodeType, instrs: list[dis.Instruction], j: int, flow: Resu
     flow.element.unknown.append("iterated by code that could not be followed")
 
 
-def result_flow(code: CodeType, lasti: int, entry: str) -> ResultFlow | None:
+def _result_flow(code: CodeType, lasti: int, entry: str) -> ResultFlow | None:
     """Follow the result of the call at ``lasti`` in ``code`` (the statement's line).
 
     ``entry`` is the SQLAlchemy method that ran the statement (``all``,
@@ -499,3 +500,39 @@ def _list_uses(code: CodeType, instrs: list[dis.Instruction], var: str, flow: Re
         ):
             continue  # len(users), list(users), sorted(users): nothing of the elements used
         flow.escapes.append(_describe_escape(instrs, j))
+
+
+# Bytecode never changes: each analysis is done once per code object (and
+# offset), not once per request. Callers only read the results.
+_results: dict[tuple[t.Any, ...], t.Any] = {}
+
+
+def _cached(key: tuple[t.Any, ...], compute: t.Callable[[], t.Any]) -> t.Any:
+    try:
+        return _results[key]
+    except KeyError:
+        pass
+    if len(_results) > 8192:
+        _results.clear()
+    value = _results[key] = compute()
+    return value
+
+
+def variable_uses(code: CodeType, var: str, _depth: int = 0) -> VarUses:
+    """Every use of variable ``var`` in ``code`` (and closures capturing it)."""
+    return t.cast(
+        VarUses, _cached(("uses", code, var, _depth), lambda: _variable_uses(code, var, _depth))
+    )
+
+
+def site_variable(code: CodeType, lasti: int) -> str | None:
+    """See :func:`_site_variable` (cached per code object and offset)."""
+    return t.cast("str | None", _cached(("site", code, lasti), lambda: _site_variable(code, lasti)))
+
+
+def result_flow(code: CodeType, lasti: int, entry: str) -> ResultFlow | None:
+    """See :func:`_result_flow` (cached per code object, offset and entry)."""
+    return t.cast(
+        "ResultFlow | None",
+        _cached(("flow", code, lasti, entry), lambda: _result_flow(code, lasti, entry)),
+    )
