@@ -98,6 +98,7 @@ class _AppState:
     reason: str
     history: HistoryStore
     checked_toolbar: bool = False
+    app_roots: tuple[str, ...] | None = None  # decided on the first request, then reused
 
 
 def _guarded(fallback_arg: bool = False) -> t.Callable[[F], F]:
@@ -283,6 +284,9 @@ class QueryMem:
         from .location import app_roots_for
         from .profiler import Profiler
 
+        if state.app_roots is None:
+            state.app_roots = app_roots_for(app)
+
         config = app.config
         measure = config["QUERYMEM_MEASURE"]
         profile = RequestProfile(
@@ -297,7 +301,7 @@ class QueryMem:
             profiler = Profiler(
                 track_reads=bool(config["QUERYMEM_TRACK_READS"]),
                 ignore_modules=tuple(config["QUERYMEM_IGNORE_MODULES"]),
-                app_roots=app_roots_for(app),
+                app_roots=state.app_roots,
                 min_suggest_bytes=int(config["QUERYMEM_MIN_SUGGEST_BYTES"]),
             ).start()
         except Exception:
