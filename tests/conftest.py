@@ -42,7 +42,6 @@ _NEEDS_FSA = [
     "test_benchmarks_smoke.py",
     "test_browser.py",
     "test_cli.py",
-    "test_engine.py",
     "test_example_app.py",
     "test_extension.py",
     "test_flask_sqlalchemy_helpers.py",

@@ -13,7 +13,6 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
 from flask_querymem import QueryMem, Report, profile
@@ -150,6 +149,9 @@ def test_profiles_stopped_out_of_order_keep_working(session: Session) -> None:
 def test_profile_inside_a_request_profiled_by_the_extension(
     database_url: str, tmp_path: t.Any
 ) -> None:
+    SQLAlchemy = pytest.importorskip(
+        "flask_sqlalchemy", reason="Flask-SQLAlchemy is needed for the extension test"
+    ).SQLAlchemy
     with isolated_database(database_url, str(tmp_path)) as iso:
         app = Flask(__name__)
         app.config.update(
