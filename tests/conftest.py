@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 ENV_VAR = "QUERYMEM_TEST_DATABASE_URL"
 
@@ -91,3 +92,23 @@ def engine(database_url: str) -> t.Iterator[sa.Engine]:
 def table_prefix() -> str:
     """Unique per test so parallel CI runs against one server never collide."""
     return "qm_" + uuid.uuid4().hex[:8] + "_"
+
+
+@pytest.fixture(scope="module")
+def seeded_engine(database_url: str) -> t.Iterator[sa.Engine]:
+    """The core models (tests/models.py), created and seeded once per module."""
+    from .models import Base, seed
+
+    engine = sa.create_engine(database_url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    seed(engine)
+    yield engine
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture()
+def session(seeded_engine: sa.Engine) -> t.Iterator[Session]:
+    with Session(seeded_engine) as s:
+        yield s

@@ -21,23 +21,6 @@ from .flask_helpers import isolated_database
 from .models import Address, Base, User, seed
 
 
-@pytest.fixture(scope="module")
-def seeded_engine(database_url: str) -> t.Iterator[sa.Engine]:
-    engine = sa.create_engine(database_url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    seed(engine)
-    yield engine
-    Base.metadata.drop_all(engine)
-    engine.dispose()
-
-
-@pytest.fixture()
-def session(seeded_engine: sa.Engine) -> t.Iterator[Session]:
-    with Session(seeded_engine) as s:
-        yield s
-
-
 def user_list(session: Session) -> list[User]:
     return session.query(User).order_by(User.id).all()
 

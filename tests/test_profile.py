@@ -15,24 +15,7 @@ from sqlalchemy.orm import Session, joinedload, load_only, selectinload
 
 from flask_querymem import Report, profile, tracking
 
-from .models import Address, Base, EmailAddress, Employee, Engineer, User, seed, send_history
-
-
-@pytest.fixture(scope="module")
-def seeded_engine(database_url: str) -> t.Iterator[sa.Engine]:
-    engine = sa.create_engine(database_url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    seed(engine)
-    yield engine
-    Base.metadata.drop_all(engine)
-    engine.dispose()
-
-
-@pytest.fixture()
-def session(seeded_engine: sa.Engine) -> t.Iterator[Session]:
-    with Session(seeded_engine) as s:
-        yield s
+from .models import Address, EmailAddress, Employee, Engineer, User, send_history
 
 
 def bounced_query(session: Session) -> t.Any:
