@@ -108,3 +108,22 @@ def test_a_relationship_select_keeps_its_where_clause(engine: sa.Engine) -> None
         author = s.get(Author, 1)
         again = eval(after, {"s": s, "author": author, "Post": Post})  # noqa: S307
     assert again == titles
+
+
+def test_a_result_passed_as_a_keyword_argument_is_not_taken_for_returned() -> None:
+    """``render_template("t.html", users=q.all())``: the result goes to a call (an
+    escape the suggestion must mention), it is not returned to the caller."""
+    from flask_querymem.analysis.escape import result_flow
+
+    def view(session: t.Any, render: t.Any) -> t.Any:
+        return render("t.html", users=session.scalars(sa.select(Post)).all())
+
+    code = view.__code__
+    import dis
+
+    instrs = list(dis.get_instructions(code))
+    at = next(i for i, ins in enumerate(instrs) if ins.argval == "scalars")
+    call = next(ins.offset for ins in instrs[at:] if ins.opname == "CALL")  # scalars(...)
+    flow = result_flow(code, call, "scalars")
+    assert flow is not None and not flow.returned
+    assert flow.escapes  # passed on: the suggestion says it is unverified

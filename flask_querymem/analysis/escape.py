@@ -182,6 +182,8 @@ def _describe_escape(instrs: list[dis.Instruction], j: int) -> str:
     callee = _callee_before(instrs, j)
     if callee:
         return f"passed to {callee}()"
+    if op in _CALLS:
+        return "passed to a call"
     return f"used as a value ({op or 'end of code'})"
 
 
@@ -431,7 +433,11 @@ def _result_flow(code: CodeType, lasti: int, entry: str) -> ResultFlow | None:
         if name in ELEMENT_ENTRIES:
             element = True
         j += 1
-        while j < len(instrs) and instrs[j].opname in _CALLS:
+        # the chained method's own (argument-less) call: PRECALL then one CALL; a
+        # KW_NAMES/CALL after it belongs to an outer call the result is passed to
+        if j < len(instrs) and instrs[j].opname == "PRECALL":
+            j += 1
+        if j < len(instrs) and instrs[j].opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD"):
             j += 1
     flow.rows = rows
     if j >= len(instrs):
