@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import tracemalloc
 import typing as t
 
@@ -117,12 +116,10 @@ def test_peak_rss_survives_a_request_starting_during_it() -> None:
     assert reading.overlapping == 1
 
 
-def test_cost_per_request_is_well_under_half_a_millisecond() -> None:
-    """memory_profiler's sampling cost 4.5-5.6 ms per request on a busy machine."""
-    measure.rss_method()
-    costs = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        RequestMeasurement("rss").stop()
-        costs.append(time.perf_counter() - t0)
-    assert min(costs) < 0.0005, f"fastest start+stop took {min(costs) * 1000:.3f} ms"
+def test_a_request_reading_gives_a_figure_and_its_method() -> None:
+    """The reading is cheap enough for every request: benchmarks/rss_cost.py
+    measures it (goal < 0.5 ms; memory_profiler's sampling took 4.5-5.6 ms)."""
+    reading = RequestMeasurement("rss").stop()
+    assert reading.rss_error is None
+    assert reading.rss_bytes is not None and reading.rss_bytes >= 0
+    assert reading.rss_method
