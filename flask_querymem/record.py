@@ -168,8 +168,8 @@ class ProfileRecord:
         default_factory=dict
     )
     sampler_keepalive: list[t.Any] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    failed_sites: dict[str, int] = field(default_factory=dict)  # where -> failures
+    # failure site -> failures, in the order first seen (the report's errors)
+    failed_sites: dict[str, int] = field(default_factory=dict)
 
     def add_query(self, q: QueryRecord) -> None:
         self.queries.append(q)

@@ -105,7 +105,6 @@ def _fail(where: str) -> None:
         rec.failed_sites[where] = n + 1
         if n == 0:
             first = True
-            rec.errors.append(where)
     if not stack:  # a read from a thread without a profile: once per process
         first = where not in _logged_without_profile
         _logged_without_profile.add(where)

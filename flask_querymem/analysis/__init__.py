@@ -214,7 +214,6 @@ def analyse(rec: ProfileRecord) -> Report:
             totals.estimated_savings_bytes += report.suggestion.estimated_savings_bytes
 
     errors = []
-    for where in rec.errors:
-        n = rec.failed_sites.get(where, 1)
+    for where, n in rec.failed_sites.items():
         errors.append(where if n <= 1 else f"{where} ({plural(n, 'time')})")
     return Report(queries=reports, totals=totals, errors=errors)
