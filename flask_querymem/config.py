@@ -13,6 +13,8 @@ __all__ = [
     "MEASURE_CHOICES",
     "PANEL_PATH",
     "SKIP_ENVIRON_KEY",
+    "PANEL_ENDPOINT",
+    "PANEL_RULE",
     "VERIFY_CHOICES",
     "VERIFY_ENDPOINT",
     "VERIFY_RULE",
@@ -35,6 +37,11 @@ VERIFY_CHOICES = ("off", "auto")
 VERIFY_ENDPOINT = "querymem_verify"
 VERIFY_RULE = "/_querymem/verify/<record_id>"
 
+#: The JSON endpoint the panel loads its body from when it is opened
+#: (``QUERYMEM_PANEL_LAZY``; registered only while active).
+PANEL_ENDPOINT = "querymem_panel"
+PANEL_RULE = "/_querymem/panel/<record_id>"
+
 #: Config defaults (documented in the README's configuration table).
 DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
     # None: active in debug mode with Flask-DebugToolbar enabled.
@@ -50,6 +57,11 @@ DEFAULT_CONFIG: t.Mapping[str, t.Any] = {
     "QUERYMEM_IGNORE_MODULES": (),
     "QUERYMEM_MEASURE": "rss",
     "QUERYMEM_HISTORY_SIZE": 20,
+    # True: the panel's body is analysed and rendered when the panel is opened
+    # (from the request history), not on every page: a page whose panel is
+    # never opened pays for neither. False: rendered into every page (for a
+    # page saved to disk, or read without JavaScript).
+    "QUERYMEM_PANEL_LAZY": True,
     # "auto": verify the suggestions of each GET request that wrote nothing by
     # replaying it right after it ran (slow: the request runs 2 + N more times).
     # "off": only when asked (the panel's Verify button, `flask querymem profile --verify`).

@@ -53,7 +53,9 @@ from . import toolbar
 from .config import (
     DEFAULT_CONFIG,
     MEASURE_CHOICES,
+    PANEL_ENDPOINT,
     PANEL_PATH,
+    PANEL_RULE,
     SKIP_ENVIRON_KEY,
     VERIFY_CHOICES,
     VERIFY_ENDPOINT,
@@ -66,6 +68,7 @@ if t.TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from .profiler import Profiler
+    from .report import Report
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -193,6 +196,7 @@ class QueryMem:
         app.add_url_rule(
             VERIFY_RULE, endpoint=VERIFY_ENDPOINT, view_func=self._verify_view, methods=["POST"]
         )
+        app.add_url_rule(PANEL_RULE, endpoint=PANEL_ENDPOINT, view_func=self._panel_view)
 
     def _decide(self, app: Flask) -> tuple[bool, str, int]:
         """(active, why, log level). Debug off is the normal production case: info only."""
@@ -269,7 +273,7 @@ class QueryMem:
         g.pop(_G_REPORT, None)
         if request.environ.get(SKIP_ENVIRON_KEY) or toolbar.is_toolbar_request(request):
             return
-        if request.endpoint == VERIFY_ENDPOINT:
+        if request.endpoint in (VERIFY_ENDPOINT, PANEL_ENDPOINT):
             return
         if g.get(_G_RUNNING) is not None:
             return
@@ -336,7 +340,8 @@ class QueryMem:
                 reading = running.measurement.stop()
             finally:
                 profile.duration_ms = (time.perf_counter() - running.t0) * 1000.0
-                profile.report = running.profiler.stop()
+                running.profiler.collect()
+                profile.summary = running.profiler.summary()
             if response is not None:
                 profile.status_code = response.status_code
             elif exc is not None:
@@ -352,8 +357,10 @@ class QueryMem:
             profile.error = f"{type(internal).__name__}: {internal}"
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         state = self._state(app)
-        if state is not None and profile.report is not None:
-            self._reconcile(state, profile)
+        profile.set_pending(
+            functools.partial(self._analyse, state, profile, running.profiler),
+            functools.partial(self._catch_up, state) if state is not None else None,
+        )
         if response is not None and app.config.get("QUERYMEM_VERIFY") == "auto":
             self._auto_verify(app, profile)
         g.setdefault(_G_REPORT, profile)
@@ -361,23 +368,45 @@ class QueryMem:
             state.history.add(profile)
         return profile
 
+    @classmethod
+    def _analyse(
+        cls, state: _AppState | None, profile: RequestProfile, profiler: Profiler
+    ) -> Report:
+        """Analyse a finished request's profile: when its report is first read
+        (the panel opened, the history or the CLI asked), not on every request."""
+        report = profiler.analyse()
+        if state is not None:
+            cls._reconcile(state, profile, report)
+        return report
+
     @staticmethod
-    def _reconcile(state: _AppState, profile: RequestProfile) -> None:
+    def _catch_up(state: _AppState) -> None:
+        """Analyse the requests of the history still pending (each reconciles
+        with the others as it is analysed): before a report is shown, every
+        request of the history has had its say on it."""
+        for p in state.history.records():
+            if not p.analysed:
+                p.report  # noqa: B018 - analyses it
+
+    @staticmethod
+    def _reconcile(state: _AppState, profile: RequestProfile, report: Report) -> None:
         """A suggestion belongs to a source line: one that another request of the
-        history shows to be unsafe for that line is withdrawn, both ways."""
+        history shows to be unsafe for that line is withdrawn, both ways.
+
+        The other requests of the history are analysed now if they were not
+        yet: their evidence counts whether or not their panel was opened."""
         from .analysis.reconcile import reconcile
 
         try:
             label = f"{profile.method} {profile.path}"
-            assert profile.report is not None
             earlier = [
-                (f"{p.method} {p.path}", p.report)
+                (f"{p.method} {p.path}", other)
                 for p in state.history.records()
-                if p.report is not None
+                if p is not profile and (other := p.report) is not None
             ]
-            reconcile(profile.report, earlier)
+            reconcile(report, earlier)
             for _other_label, other in earlier:
-                reconcile(other, [(label, profile.report)])
+                reconcile(other, [(label, report)])
         except Exception:
             logger.exception("flask-querymem: could not reconcile with the history (ignored)")
 
@@ -464,6 +493,39 @@ class QueryMem:
         if results is None:
             return jsonify(error=f"unknown history id {record_id!r}"), 404
         return jsonify(id=record_id, results=results)
+
+    def _panel_view(self, record_id: str) -> t.Any:
+        """``GET /_querymem/panel/<record_id>``: the panel's body, when it is opened.
+
+        JSON (``html``: the body, ``subtitle``: the toolbar's one-line summary,
+        now with the avoidable memory), not an HTML page: the toolbar would try
+        to insert itself into an HTML response."""
+        from .panel import render_profile, render_subtitle
+
+        store = self.history_store()
+        record = store.get(record_id) if store is not None else None
+        if record is None:
+            from .render import html
+
+            size = current_app.config["QUERYMEM_HISTORY_SIZE"]
+            body = html.render_message(
+                "This request is no longer in the history.",
+                f"QueryMem keeps the last {size} profiled requests (QUERYMEM_HISTORY_SIZE).",
+                hint="Reload the page to profile it again.",
+            )
+            return jsonify(error=f"unknown history id {record_id!r}", html=body), 404
+        try:
+            return jsonify(html=render_profile(record), subtitle=str(render_subtitle(record)))
+        except Exception as exc:
+            logger.exception("flask-querymem: panel rendering failed (ignored)")
+            from .render import html
+
+            body = html.render_message(
+                "The QueryMem panel could not be rendered.",
+                f"{type(exc).__name__}: {exc}",
+                hint="The full traceback is in the 'flask_querymem' log.",
+            )
+            return jsonify(error=f"{type(exc).__name__}: {exc}", html=body), 500
 
 
 def get_request_profile() -> RequestProfile | None:

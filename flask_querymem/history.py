@@ -20,6 +20,12 @@ from .report import Report
 __all__ = ["HistoryStore", "MemoryHistory", "RequestProfile", "new_id"]
 
 
+# One lock for every analysis: re-entrant, because analysing one request's
+# profile reads (and so analyses) the other reports of its history to
+# reconcile with them; one for all, so two threads doing that cannot deadlock.
+_ANALYSIS_LOCK = threading.RLock()
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -38,7 +44,8 @@ class RequestProfile:
     path: str
     started_at: float
     id: str = dataclasses.field(default_factory=new_id)
-    report: Report | None = None
+    #: The analysed report; read it through :attr:`report`, which analyses on demand.
+    _report: Report | None = dataclasses.field(default=None, repr=False)
     status_code: int | None = None
     duration_ms: float | None = None
     measure: str = "rss"
@@ -52,13 +59,67 @@ class RequestProfile:
     #: The request itself, to replay it (``replay.CapturedRequest.to_dict()``);
     #: None when it was not kept (a body over ``replay.MAX_BODY_BYTES``).
     request_data: dict[str, t.Any] | None = None
+    #: Cheap totals taken when the request ended, before any analysis (what the
+    #: toolbar's one-line summary shows): ``queries``, ``instances``,
+    #: ``estimated_bytes``.
+    summary: dict[str, int] | None = None
+    # The analysis still to run (``set_pending``): deferred until someone reads
+    # the report, so a page whose panel is never opened never pays for it.
+    _pending: t.Callable[[], Report] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    # Called on each read of an analysed report: analyses the requests that
+    # ended since, so that their evidence reaches this report (reconciliation).
+    _catch_up: t.Callable[[], None] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def report(self) -> Report | None:
+        """The report, analysed now if it was not yet (once, thread-safe)."""
+        if self._report is None and self._pending is not None:
+            with _ANALYSIS_LOCK:
+                pending, self._pending = self._pending, None
+                if self._report is None and pending is not None:
+                    self._report = pending()
+        if self._report is not None and self._catch_up is not None:
+            self._catch_up()
+        return self._report
+
+    @report.setter
+    def report(self, value: Report | None) -> None:
+        with _ANALYSIS_LOCK:
+            self._pending = None
+            self._report = value
+
+    @property
+    def analysed(self) -> bool:
+        """Whether :attr:`report` is available without running the analysis."""
+        return self._pending is None
+
+    @property
+    def analysed_report(self) -> Report | None:
+        """The report if it was analysed already, else None (never analyses)."""
+        return self._report
+
+    def set_pending(
+        self, analyse: t.Callable[[], Report], catch_up: t.Callable[[], None] | None = None
+    ) -> None:
+        """Analyse with ``analyse()`` when the report is first read; call
+        ``catch_up()`` on every read of it (the extension: analyse the other
+        requests of the history that are still pending)."""
+        with _ANALYSIS_LOCK:
+            self._report = None
+            self._pending = analyse
+            self._catch_up = catch_up
 
     def measurements(self) -> dict[str, t.Any]:
         """The non-report figures as a plain dict, which is what renderers take."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("report", "request_data")
+            if not f.name.startswith("_") and f.name != "request_data"
         }
 
     def to_dict(self) -> dict[str, t.Any]:
@@ -70,10 +131,10 @@ class RequestProfile:
     @classmethod
     def from_dict(cls, data: t.Mapping[str, t.Any]) -> RequestProfile:
         """Inverse of :meth:`to_dict`; keys it does not know are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
         known = {k: v for k, v in data.items() if k in names}
-        report = known.pop("report", None)
-        return cls(**known, report=Report.from_dict(report) if report else None)
+        report = data.get("report")
+        return cls(**known, _report=Report.from_dict(report) if report else None)
 
 
 class HistoryStore(t.Protocol):

@@ -29,7 +29,7 @@ import typing as t
 from flask import current_app, url_for
 from flask_debugtoolbar.panels import DebugPanel
 
-from .config import VERIFY_ENDPOINT
+from .config import PANEL_ENDPOINT, VERIFY_ENDPOINT
 from .render import html
 from .report import SCHEMA
 
@@ -84,6 +84,57 @@ def report_dict(report: t.Any) -> dict[str, t.Any]:
     return d
 
 
+def render_subtitle(profile: RequestProfile) -> str:
+    """The toolbar's one-line summary of a finished request profile.
+
+    From the analysed report when there is one (with the avoidable memory),
+    else from the totals taken as the request ended: the analysis is left for
+    when the panel is opened (``QUERYMEM_PANEL_LAZY``).
+    """
+    if profile.analysed:
+        report = profile.report
+        return "no report" if report is None else html.nav_subtitle(report_dict(report))
+    if profile.summary is None:
+        return "no report"
+    return html.nav_subtitle({"totals": profile.summary})
+
+
+def render_profile(profile: RequestProfile) -> str:
+    """The panel's body for a finished request profile (analysed now if needed)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = profile.report
+    if report is None:
+        return html.render_message(
+            "The profiler produced no report for this request.",
+            profile.error or "Stopping the profiler failed.",
+            hint="Errors are logged on the 'flask_querymem' logger.",
+        )
+    config = app.config
+    return html.render_panel(
+        report_dict(report),
+        measurements=profile.measurements(),
+        min_savings_bytes=int(config["QUERYMEM_MIN_SAVINGS_BYTES"]),
+        track_reads=bool(config["QUERYMEM_TRACK_READS"]),
+        base_dir=os.path.dirname(app.root_path),
+        verify=_verify_buttons(profile),
+    )
+
+
+def _verify_buttons(profile: RequestProfile) -> dict[str, t.Any] | None:
+    """The Verify buttons' endpoint, and why a replay must be rolled back (if so)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if profile.request_data is None or profile.report is None:
+        return None
+    if VERIFY_ENDPOINT not in app.view_functions:
+        return None
+    from .replay import refusal
+
+    return {
+        "url": url_for(VERIFY_ENDPOINT, record_id=profile.id),
+        "rollback": refusal(profile.method, profile.report, rollback=False),
+    }
+
+
 class QueryMemPanel(DebugPanel):
     """Per-query memory of the current request, heaviest first, with fixes to copy."""
 
@@ -94,7 +145,6 @@ class QueryMemPanel(DebugPanel):
     # class defines ``user_enable``; the template reads ``user_activate``.)
     user_activate = False
 
-    _report_dict: dict[str, t.Any] | None = None
     _profile: RequestProfile | None = None
     _finished = False
 
@@ -114,8 +164,6 @@ class QueryMemPanel(DebugPanel):
         if ext is None:
             return None
         self._profile = ext.finish_request(response)
-        if self._profile is not None and self._profile.report is not None:
-            self._report_dict = report_dict(self._profile.report)
         return self._profile
 
     # -- what the toolbar shows ------------------------------------------------
@@ -128,9 +176,9 @@ class QueryMemPanel(DebugPanel):
             profile = self._finish()
             if profile is None:
                 return "inactive" if _extension() is None or not self._is_active() else "no report"
-            if self._report_dict is None:
-                return "no report"
-            return html.nav_subtitle(self._report_dict)
+            if not self._lazy():
+                profile.report  # noqa: B018 - rendered inline: analysed now, subtitle included
+            return render_subtitle(profile)
         except Exception:
             logger.exception("flask-querymem: panel subtitle failed (ignored)")
             return "error"
@@ -178,32 +226,16 @@ class QueryMemPanel(DebugPanel):
                 "Profiling did not start for it: it was skipped, or starting the profiler failed.",
                 hint="Errors are logged on the 'flask_querymem' logger.",
             )
-        if self._report_dict is None:
-            return html.render_message(
-                "The profiler produced no report for this request.",
-                profile.error or "Stopping the profiler failed.",
-                hint="Errors are logged on the 'flask_querymem' logger.",
-            )
-        config = app.config
-        return html.render_panel(
-            self._report_dict,
-            measurements=profile.measurements(),
-            min_savings_bytes=int(config["QUERYMEM_MIN_SAVINGS_BYTES"]),
-            track_reads=bool(config["QUERYMEM_TRACK_READS"]),
-            base_dir=os.path.dirname(app.root_path),
-            verify=self._verify_buttons(profile),
-        )
+        if self._lazy():
+            return html.render_lazy(url_for(PANEL_ENDPOINT, record_id=profile.id))
+        return render_profile(profile)
 
-    def _verify_buttons(self, profile: RequestProfile) -> dict[str, t.Any] | None:
-        """The Verify buttons' endpoint, and why a replay must be rolled back (if so)."""
+    @staticmethod
+    def _lazy() -> bool:
+        """Whether the body is fetched when the panel is opened (it needs the history)."""
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        if profile.request_data is None or profile.report is None:
-            return None
-        if VERIFY_ENDPOINT not in app.view_functions:
-            return None
-        from .replay import refusal
-
-        return {
-            "url": url_for(VERIFY_ENDPOINT, record_id=profile.id),
-            "rollback": refusal(profile.method, profile.report, rollback=False),
-        }
+        return bool(
+            app.config["QUERYMEM_PANEL_LAZY"]
+            and int(app.config["QUERYMEM_HISTORY_SIZE"]) > 0
+            and PANEL_ENDPOINT in app.view_functions
+        )

@@ -56,6 +56,7 @@ class Profiler:
         self.app_roots = tuple(app_roots)
         self.min_suggest_bytes = int(min_suggest_bytes)
         self._record: ProfileRecord | None = None
+        self._collected: ProfileRecord | None = None
         self.report: Report | None = None
 
     @property
@@ -76,19 +77,60 @@ class Profiler:
         )
         tracking.activate(rec)
         self._record = rec
+        self._collected = None
         self.report = None
         return self
 
     def stop(self) -> Report:
         """Deactivate and analyse. Returns an empty report (and logs) on internal errors."""
+        self.collect()
+        return self.analyse()
+
+    def collect(self) -> None:
+        """Stop recording, without analysing yet (:meth:`analyse` does, later).
+
+        Why: the extension stops every request's profile, but most reports are
+        never looked at; the records hold classes and code objects, never the
+        application's instances, so they can wait.
+        """
         rec = self._record
         if rec is None:
-            return self.report if self.report is not None else Report()
+            return
         self._record = None
         try:
             tracking.deactivate(rec)
         except Exception:
             logger.exception("flask-querymem: error while stopping the profile (ignored)")
+        self._collected = rec
+        self.report = None
+
+    def summary(self) -> dict[str, int]:
+        """Totals of what :meth:`collect` stopped, without the analysis (cheap)."""
+        rec = self._collected
+        if rec is None:
+            report = self.report
+            if report is None:
+                return {"queries": 0, "instances": 0, "estimated_bytes": 0}
+            totals = report.totals
+            return {
+                "queries": totals.queries,
+                "instances": totals.instances,
+                "estimated_bytes": totals.estimated_bytes,
+            }
+        try:
+            from .analysis import summary
+
+            return summary(rec)
+        except Exception:
+            logger.exception("flask-querymem: could not total the profile (ignored)")
+            return {"queries": len(rec.queries), "instances": 0, "estimated_bytes": 0}
+
+    def analyse(self) -> Report:
+        """The report of what :meth:`collect` stopped (analysed once)."""
+        rec = self._collected
+        if rec is None:
+            return self.report if self.report is not None else Report()
+        self._collected = None
         try:
             from .analysis import analyse
 

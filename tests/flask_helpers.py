@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import re
 import signal
@@ -85,12 +86,26 @@ def isolated_database(database_url: str, tmp_dir: str) -> t.Iterator[IsolatedDat
         admin.dispose()
 
 
-def panel_content(page: str) -> str:
-    """The QueryMem panel's content block out of a page with the toolbar injected."""
+def panel_content(page: str, app: t.Any = None) -> str:
+    """The QueryMem panel's content block out of a page with the toolbar injected.
+
+    With ``QUERYMEM_PANEL_LAZY`` (the default) the page holds a place-holder:
+    the body is then fetched from the panel endpoint through ``app``, as the
+    panel's JavaScript does when the panel is opened, and put in its place."""
     start = page.find(f'id="{PANEL_DOM_ID}-content"')
     assert start >= 0, "the QueryMem panel content is not in the page"
     end = page.find('class="flDebugPanelContentParent"', page.find(">", start))
-    return page[start : end if end >= 0 else len(page)]
+    content = page[start : end if end >= 0 else len(page)]
+    match = re.search(r'id="qmLazyBody" data-querymem-src="([^"]+)"', content)
+    if match is None or app is None:  # inline, or the place-holder itself is wanted
+        return content
+    src = html.unescape(match.group(1))
+    if isinstance(app, str):
+        data = json.loads(fetch(app + src))
+    else:
+        data = app.test_client().get(src).get_json()
+    assert data and "html" in data, data
+    return content[: match.start()] + t.cast(str, data["html"])
 
 
 def nav_entry(page: str) -> str:

@@ -232,7 +232,7 @@ def test_panel_shown_whatever_the_init_order(make_app: AppFactory, order: tuple[
     assert 'id="flDebugTimerPanel"' in page_html
     assert 'id="flDebugSQLAlchemyPanel"' in page_html
     assert "1 query" in text_of(nav_entry(page_html))
-    content = panel_content(page_html)
+    content = panel_content(page_html, app)
     assert "Contact" in content
     assert f"&times;{CONTACTS}" in content
     assert ".with_entities(Contact.email)" in content
@@ -245,7 +245,7 @@ def test_user_panel_list_is_appended_to(make_app: AppFactory) -> None:
     page_html = app.test_client().get("/contacts").get_data(as_text=True)
     assert 'id="flDebugTimerPanel"' in page_html
     assert 'id="flDebugVersionPanel"' not in page_html
-    assert "Contact" in panel_content(page_html)
+    assert "Contact" in panel_content(page_html, app)
 
 
 def test_panel_listed_once_when_already_configured(make_app: AppFactory) -> None:
@@ -260,7 +260,7 @@ def test_factory_form_registers_itself(make_app: AppFactory) -> None:
     assert app.extensions["querymem"] is qm
     assert qm.is_active(app)
     page_html = app.test_client().get("/contacts").get_data(as_text=True)
-    assert ".with_entities(Contact.email)" in panel_content(page_html)
+    assert ".with_entities(Contact.email)" in panel_content(page_html, app)
 
 
 def test_second_init_is_refused(make_app: AppFactory) -> None:
@@ -341,14 +341,77 @@ def test_forced_on_without_toolbar_warns_and_keeps_history(
 # --------------------------------------------------------------------------- requests
 
 
+def test_the_panel_is_analysed_and_rendered_when_opened(make_app: AppFactory) -> None:
+    """QUERYMEM_PANEL_LAZY (default): a page carries a place-holder; its report is
+    analysed when the panel endpoint is asked for it, and the body is the one the
+    panel renders inline with QUERYMEM_PANEL_LAZY = False."""
+    app = make_app()
+    page_html = app.test_client().get("/contacts").get_data(as_text=True)
+    (profile,) = app.extensions["querymem"].history(app)
+    assert not profile.analysed  # nothing analysed for a page whose panel is closed
+    assert profile.summary is not None and profile.summary["queries"] == 1
+    assert profile.summary["instances"] == CONTACTS
+    stub = panel_content(page_html)  # no app: the place-holder as it is in the page
+    assert "qmRow" not in stub and "Loading the report" in text_of(stub)
+    src = re.search(r'data-querymem-src="([^"]+)"', stub)
+    assert src is not None and html_unescape(src.group(1)) == f"/_querymem/panel/{profile.id}"
+    opened = app.test_client().get(html_unescape(src.group(1)))
+    assert opened.status_code == 200 and opened.mimetype == "application/json"
+    assert profile.analysed
+    assert len(re.findall(r'<tr class="[^"]*\bqmRow\b', opened.get_json()["html"])) == 1
+    # the summary taken at the end of the request is the analysed report's total
+    assert profile.report is not None
+    assert profile.summary["estimated_bytes"] == profile.report.totals.estimated_bytes
+
+    inline = make_app(QUERYMEM_PANEL_LAZY=False)
+    inline_page = inline.test_client().get("/contacts").get_data(as_text=True)
+    assert "data-querymem-src=" not in inline_page
+    (inline_profile,) = inline.extensions["querymem"].history(inline)
+    assert inline_profile.analysed
+    body = panel_content(inline_page)
+    assert "avoidable" in text_of(nav_entry(inline_page))
+    fetched = panel_content(page_html, app)
+
+    def rows(fragment: str) -> list[str]:
+        return re.findall(r'<tr class="[^"]*qmRow.*?</tr>', fragment, re.S)
+
+    assert rows(body) and rows(body)[0].split("<details")[0] == rows(fetched)[0].split("<details")[
+        0
+    ].replace(f"/_querymem/verify/{profile.id}", f"/_querymem/verify/{inline_profile.id}")
+
+    gone = app.test_client().get("/_querymem/panel/no-such-id")
+    assert gone.status_code == 404
+    assert "no longer in the history" in text_of(gone.get_json()["html"])
+
+
+def test_a_report_read_later_hears_from_requests_never_opened(make_app: AppFactory) -> None:
+    """Reading one report analyses the pending ones of the history first, so the
+    reconciliation across requests is the same as if each had been analysed at once."""
+    app = make_app()
+    client = app.test_client()
+    client.get("/contacts")
+    client.get("/contacts")
+    first, second = app.extensions["querymem"].history(app)
+    assert not first.analysed and not second.analysed
+    assert first.report is not None
+    assert second.analysed
+
+
 def test_panel_content_for_a_request(make_app: AppFactory) -> None:
     app = make_app()
     page_html = app.test_client().get("/contacts").get_data(as_text=True)
     nav = text_of(nav_entry(page_html))
     report = get_report(app)
     assert nav.startswith("QueryMem 1 query")
-    assert "avoidable" in nav
-    content = panel_content(page_html)
+    # the avoidable memory needs the analysis: done when the panel is opened
+    assert "avoidable" not in nav
+    src = re.search(r'data-querymem-src="([^"]+)"', page_html)
+    assert src is not None
+    opened = app.test_client().get(html_unescape(src.group(1))).get_json()
+    subtitle = html_unescape(opened["subtitle"])
+    assert subtitle.startswith(nav.removeprefix("QueryMem ") + " · ")
+    assert subtitle.endswith(" avoidable")
+    content = panel_content(page_html, app)
     text = text_of(content)
     assert f"1 query loaded {CONTACTS} ORM instances" in text
     assert "Biggest win" in text
@@ -392,7 +455,7 @@ def test_handled_error_keeps_the_apps_error_page(make_app: AppFactory) -> None:
     assert response.status_code == 500
     page_html = response.get_data(as_text=True)
     assert "handled by the app" in page_html
-    assert "Contact" in panel_content(page_html)  # the toolbar shows on 500 pages too
+    assert "Contact" in panel_content(page_html, app)  # the toolbar shows on 500 pages too
     assert tracking.current() is None
 
 
@@ -417,7 +480,7 @@ def test_unhandled_error_without_testing_returns_500(make_app: AppFactory) -> No
 def test_html_in_data_is_escaped(make_app: AppFactory) -> None:
     app = make_app()
     page_html = app.test_client().get("/evil").get_data(as_text=True)
-    content = panel_content(page_html)
+    content = panel_content(page_html, app)
     report = get_report(app)
     entity = report["queries"][0]["entities"][0]
     assert entity["model"] == EVIL_MODEL
@@ -446,18 +509,18 @@ def test_ignore_modules_moves_the_location_to_the_caller(make_app: AppFactory) -
 
 def test_track_reads_off(make_app: AppFactory) -> None:
     app = make_app(QUERYMEM_TRACK_READS=False)
-    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True), app)
     assert "Attribute reads are not tracked" in text_of(content)
     assert "loaded but never read" not in content
 
 
 def test_min_savings_controls_highlighting(make_app: AppFactory) -> None:
     app = make_app()
-    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True), app)
     assert "qmRow qmHot" in content
 
     high = make_app(seed_data=False, QUERYMEM_MIN_SAVINGS_BYTES=10**12)
-    content = panel_content(high.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(high.test_client().get("/contacts").get_data(as_text=True), high)
     assert "qmRow qmHot" not in content
     assert ".with_entities(Contact.email)" in content  # still shown
 
@@ -465,20 +528,20 @@ def test_min_savings_controls_highlighting(make_app: AppFactory) -> None:
 def test_tracemalloc_measurement_is_opt_in(make_app: AppFactory) -> None:
     was_tracing = tracemalloc.is_tracing()
     app = make_app(QUERYMEM_MEASURE="tracemalloc")
-    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True), app)
     profile = app.extensions["querymem"].history(app)[-1]
     assert profile.tracemalloc_peak_bytes and profile.tracemalloc_peak_bytes > 0
     assert "allocated at peak" in text_of(content)
     assert tracemalloc.is_tracing() == was_tracing
 
     default = make_app(seed_data=False)
-    content = panel_content(default.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(default.test_client().get("/contacts").get_data(as_text=True), default)
     assert 'QUERYMEM_MEASURE = "tracemalloc"' in text_of(content)
 
 
 def test_measure_none_skips_rss(make_app: AppFactory) -> None:
     app = make_app(QUERYMEM_MEASURE=None)
-    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True), app)
     assert "RSS" not in text_of(content)
     assert app.extensions["querymem"].history(app)[-1].rss_bytes is None
 
@@ -522,7 +585,7 @@ def test_plain_sqlalchemy_session(isolated_db: IsolatedDatabase) -> None:
         return page(", ".join(labels))
 
     try:
-        content = panel_content(app.test_client().get("/things").get_data(as_text=True))
+        content = panel_content(app.test_client().get("/things").get_data(as_text=True), app)
         assert "Thing" in content
         assert "&times;12" in content
         assert "select(Thing.label)" in content
@@ -545,7 +608,7 @@ def test_profiler_failure_does_not_break_the_request(
     monkeypatch.setattr("flask_querymem.profiler.Profiler.start", broken_start)
     response = app.test_client().get("/contacts")
     assert response.status_code == 200
-    content = panel_content(response.get_data(as_text=True))
+    content = panel_content(response.get_data(as_text=True), app)
     assert "This request was not profiled" in text_of(content)
     assert any("profiler exploded" in (r.exc_text or "") for r in caplog.records)
 
@@ -561,21 +624,21 @@ def test_render_failure_shows_a_message(
     monkeypatch.setattr("flask_querymem.render.html.render_panel", broken_render)
     response = app.test_client().get("/contacts")
     assert response.status_code == 200
-    text = text_of(panel_content(response.get_data(as_text=True)))
+    text = text_of(panel_content(response.get_data(as_text=True), app))
     assert "could not be rendered" in text
     assert "template exploded" in text
 
 
 def test_panel_without_extension_explains(make_app: AppFactory) -> None:
     app = make_app(order=("toolbar", "sqlalchemy"), DEBUG_TB_PANELS=[PANEL_PATH])
-    text = text_of(panel_content(app.test_client().get("/contacts").get_data(as_text=True)))
+    text = text_of(panel_content(app.test_client().get("/contacts").get_data(as_text=True), app))
     assert "QueryMem is not initialised on this app" in text
 
 
 def test_panel_listed_but_querymem_inactive_explains(make_app: AppFactory) -> None:
     app = make_app(DEBUG_TB_PANELS=[PANEL_PATH], QUERYMEM_ENABLED=False)
     page_html = app.test_client().get("/contacts").get_data(as_text=True)
-    assert "QueryMem is inactive for this app" in text_of(panel_content(page_html))
+    assert "QueryMem is inactive for this app" in text_of(panel_content(page_html, app))
     assert "inactive" in text_of(nav_entry(page_html))
 
 
@@ -664,7 +727,8 @@ def test_toolbar_jinja_environment_is_left_alone(make_app: AppFactory) -> None:
     loader = toolbar.jinja_env.loader
     client = app.test_client()
     for _ in range(30):
-        assert ".with_entities(Contact.email)" in client.get("/contacts").get_data(as_text=True)
+        page = client.get("/contacts").get_data(as_text=True)
+        assert ".with_entities(Contact.email)" in panel_content(page, app)
     assert toolbar.jinja_env.loader is loader
 
 
@@ -714,7 +778,7 @@ def test_profiler_gets_app_roots_and_min_suggest_bytes(
 
 def test_min_suggest_bytes_drops_small_suggestions_with_a_note(make_app: AppFactory) -> None:
     app = make_app(QUERYMEM_MIN_SUGGEST_BYTES=10**9)
-    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/contacts").get_data(as_text=True), app)
     assert ".with_entities(Contact.email)" not in content
     assert "QUERYMEM_MIN_SUGGEST_BYTES" in text_of(content)  # the engine's note is displayed
 
@@ -751,7 +815,7 @@ def test_page_stays_ascii(make_app: AppFactory) -> None:
     nav = nav_entry(page_html)
     assert "&middot;" in nav and "\u00b7" not in nav
     assert "&amp;middot;" not in nav
-    assert panel_content(page_html).isascii()
+    assert panel_content(page_html, app).isascii()
 
 
 def test_peak_rss_of_a_view_that_frees_its_objects(make_app: AppFactory) -> None:
@@ -766,7 +830,7 @@ def test_peak_rss_of_a_view_that_frees_its_objects(make_app: AppFactory) -> None
         allocate_and_free(40 * MIB)
         return page(" ".join(str(escape(c.email)) for c in rows))
 
-    content = panel_content(app.test_client().get("/spike").get_data(as_text=True))
+    content = panel_content(app.test_client().get("/spike").get_data(as_text=True), app)
     profile = app.extensions["querymem"].history(app)[-1]
     assert profile.rss_method == "peak"
     assert profile.rss_bytes is not None and profile.rss_bytes >= 35 * MIB
@@ -814,11 +878,11 @@ def test_overlapping_requests_are_flagged_unreliable(make_app: AppFactory) -> No
     peak = profiles["/first"].tracemalloc_peak_bytes
     assert peak is not None and peak >= 20 * MIB  # not erased by /second's start
     for path in ("/first", "/second"):
-        text = text_of(panel_content(pages[path]))
+        text = text_of(panel_content(pages[path], app))
         assert "unreliable: 1 other request measured at the same time" in text
 
     alone = app.test_client().get("/second").get_data(as_text=True)
-    assert "unreliable:" not in text_of(panel_content(alone))
+    assert "unreliable:" not in text_of(panel_content(alone, app))
     assert app.extensions["querymem"].history(app)[-1].overlapping == 0
     assert tracemalloc.is_tracing() == was_tracing
 
@@ -864,7 +928,7 @@ def test_the_verify_button_replays_the_request_and_stores_the_result(
     client = app.test_client()
     page_html = client.get("/contacts").get_data(as_text=True)
     (record,) = app.extensions["querymem"].history(app)
-    button = verify_button(panel_content(page_html))
+    button = verify_button(panel_content(page_html, app))
     assert button["text"] == "Verify"
     assert button["data-url"] == f"/_querymem/verify/{record.id}"
     assert "data-rollback" not in button
@@ -910,7 +974,7 @@ def test_a_writing_request_is_verified_only_rolled_back(make_app: AppFactory) ->
     client = app.test_client()
     page_html = client.post("/contact-all").get_data(as_text=True)
     assert contacted(app) == 3
-    button = verify_button(panel_content(page_html))
+    button = verify_button(panel_content(page_html, app))
     assert button["text"] == "Verify in a rolled-back transaction"
     assert button["data-rollback"] == "1"
     assert "POST request is not replayed unless asked" in html_unescape(button["title"])
@@ -945,7 +1009,7 @@ def test_a_non_deterministic_page_is_compared_on_its_stable_bytes(make_app: AppF
 def test_verify_auto_verifies_get_requests(make_app: AppFactory) -> None:
     app = make_app(QUERYMEM_VERIFY="auto")
     page_html = app.test_client().get("/contacts").get_data(as_text=True)
-    content = text_of(panel_content(page_html))
+    content = text_of(panel_content(page_html, app))
     assert "verified: measured saving" in content
     (record,) = app.extensions["querymem"].history(app)
     assert record.report is not None

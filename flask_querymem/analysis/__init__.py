@@ -12,7 +12,7 @@ import logging
 import typing as t
 
 from ..format import plural
-from ..record import ProfileRecord, QueryRecord
+from ..record import EntityRecord, ProfileRecord, QueryRecord
 from ..report import EntityReport, Location, QueryReport, Report, Totals
 from . import suggest
 from .grouping import Group, group_queries
@@ -28,7 +28,48 @@ from .usage import Usage, flow_of, usage_of
 
 logger = logging.getLogger("flask_querymem")
 
-__all__ = ["analyse"]
+__all__ = ["analyse", "summary"]
+
+
+class _Sizes:
+    """``entity_size`` per sample set and count, computed once.
+
+    Executions of one statement from one place share their samples (tracking's
+    samplers): a thousand lazy loads are a handful of distinct sizes, not a
+    thousand. The key is everything ``entity_size`` reads; the lists are alive
+    while the records are, so their ids are stable meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._sizes: dict[tuple[int, ...], EntitySize] = {}
+
+    def __call__(self, ent: EntityRecord) -> EntitySize:
+        key = (
+            id(ent.samples),
+            id(ent.warmup_samples),
+            id(ent.sample_cells),
+            id(ent.sampler),
+            ent.count,
+        )
+        size = self._sizes.get(key)
+        if size is None:
+            size = self._sizes[key] = entity_size(ent)
+        return size
+
+
+def summary(rec: ProfileRecord) -> dict[str, int]:
+    """The report's totals (queries, instances, estimated bytes) without the rest
+    of the analysis: what a toolbar's one-line summary needs on every page."""
+    size = _Sizes()
+    instances = 0
+    estimated = 0.0
+    for q in rec.queries:
+        for ent in q.entities.values():
+            if ent.count:
+                instances += ent.count
+                estimated += ent.count * size(ent).per_instance
+    estimated += sum(collection_bytes(rec.queries).values())
+    return {"queries": len(rec.queries), "instances": instances, "estimated_bytes": int(estimated)}
 
 
 def _callers_key(q: QueryRecord) -> tuple[t.Any, ...]:
@@ -52,13 +93,10 @@ def analyse(rec: ProfileRecord) -> Report:
                 infos[cls] = None
         return infos[cls]
 
-    sizes: dict[int, EntitySize] = {}
+    sizes = _Sizes()
 
     def size_of(q: QueryRecord, cls: type) -> EntitySize:
-        key = id(q.entities[cls])
-        if key not in sizes:
-            sizes[key] = entity_size(q.entities[cls])
-        return sizes[key]
+        return sizes(q.entities[cls])
 
     # Reads made after a refresh (expired attributes, deferred columns) carry the
     # refreshing query's runid; count them for every query that loaded that class

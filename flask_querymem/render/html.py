@@ -127,6 +127,24 @@ def render_panel(
     return _ascii(_template("querymem/panel.html").render(view=view))
 
 
+_SRC = "\x00src\x00"
+
+
+@functools.cache
+def _lazy_parts() -> tuple[str, str]:
+    """The place-holder rendered once, around its one variable part."""
+    before, after = _ascii(_template("querymem/lazy.html").render(src=_SRC)).split(_SRC)
+    return before, after
+
+
+def render_lazy(src: str) -> str:
+    """The panel's place-holder: its body is fetched from ``src`` when opened.
+
+    The same on every page but for ``src``: rendered once (it is on every page)."""
+    before, after = _lazy_parts()
+    return before + _ascii(str(escape(src))) + after
+
+
 def render_message(title: str, detail: str, *, hint: str | None = None) -> str:
     """Render an explanation instead of an empty table (inactive, no report, error)."""
     return _ascii(_template("querymem/message.html").render(title=title, detail=detail, hint=hint))
