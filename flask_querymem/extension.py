@@ -341,7 +341,6 @@ class QueryMem:
             finally:
                 profile.duration_ms = (time.perf_counter() - running.t0) * 1000.0
                 running.profiler.collect()
-                profile.summary = running.profiler.summary()
             if response is not None:
                 profile.status_code = response.status_code
             elif exc is not None:
@@ -360,6 +359,7 @@ class QueryMem:
         profile.set_pending(
             functools.partial(self._analyse, state, profile, running.profiler),
             functools.partial(self._catch_up, state) if state is not None else None,
+            running.profiler.summary,
         )
         if response is not None and app.config.get("QUERYMEM_VERIFY") == "auto":
             self._auto_verify(app, profile)

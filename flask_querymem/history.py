@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import threading
 import typing as t
-import uuid
 
 from .report import Report
 
@@ -27,7 +27,8 @@ _ANALYSIS_LOCK = threading.RLock()
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as ``uuid.uuid4().hex`` but without building a UUID."""
+    return os.urandom(16).hex()
 
 
 @dataclasses.dataclass
@@ -59,10 +60,11 @@ class RequestProfile:
     #: The request itself, to replay it (``replay.CapturedRequest.to_dict()``);
     #: None when it was not kept (a body over ``replay.MAX_BODY_BYTES``).
     request_data: dict[str, t.Any] | None = None
-    #: Cheap totals taken when the request ended, before any analysis (what the
-    #: toolbar's one-line summary shows): ``queries``, ``instances``,
-    #: ``estimated_bytes``.
-    summary: dict[str, int] | None = None
+    # The totals, or how to take them (``set_pending``): see ``summary``.
+    _summary: dict[str, int] | None = dataclasses.field(default=None, repr=False, compare=False)
+    _summarise: t.Callable[[], dict[str, int]] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
     # The analysis still to run (``set_pending``): deferred until someone reads
     # the report, so a page whose panel is never opened never pays for it.
     _pending: t.Callable[[], Report] | None = dataclasses.field(
@@ -94,6 +96,25 @@ class RequestProfile:
             self._report = value
 
     @property
+    def summary(self) -> dict[str, int] | None:
+        """Totals of the request (``queries``, ``instances``, ``estimated_bytes``)
+        without the analysis: what the toolbar's one-line summary shows. Taken
+        when first asked for (an HTML page's toolbar; a JSON response never asks)."""
+        if self._summary is None:
+            report = self._report
+            if report is not None:
+                totals = report.totals
+                return {
+                    "queries": totals.queries,
+                    "instances": totals.instances,
+                    "estimated_bytes": totals.estimated_bytes,
+                }
+            summarise, self._summarise = self._summarise, None
+            if summarise is not None:
+                self._summary = summarise()
+        return self._summary
+
+    @property
     def analysed(self) -> bool:
         """Whether :attr:`report` is available without running the analysis."""
         return self._pending is None
@@ -104,7 +125,10 @@ class RequestProfile:
         return self._report
 
     def set_pending(
-        self, analyse: t.Callable[[], Report], catch_up: t.Callable[[], None] | None = None
+        self,
+        analyse: t.Callable[[], Report],
+        catch_up: t.Callable[[], None] | None = None,
+        summarise: t.Callable[[], dict[str, int]] | None = None,
     ) -> None:
         """Analyse with ``analyse()`` when the report is first read; call
         ``catch_up()`` on every read of it (the extension: analyse the other
@@ -113,6 +137,7 @@ class RequestProfile:
             self._report = None
             self._pending = analyse
             self._catch_up = catch_up
+            self._summarise = summarise
 
     def measurements(self) -> dict[str, t.Any]:
         """The non-report figures as a plain dict, which is what renderers take."""

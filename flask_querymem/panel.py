@@ -171,7 +171,15 @@ class QueryMemPanel(DebugPanel):
     def nav_title(self) -> str:
         return "QueryMem"
 
+    _subtitle: str | None = None
+
     def nav_subtitle(self) -> str:
+        # the toolbar's template asks twice (``{% if panel.nav_subtitle() %}``)
+        if self._subtitle is None:
+            self._subtitle = self._nav_subtitle()
+        return self._subtitle
+
+    def _nav_subtitle(self) -> str:
         try:
             profile = self._finish()
             if profile is None:
