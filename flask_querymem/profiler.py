@@ -104,6 +104,12 @@ class Profiler:
         self._collected = rec
         self.report = None
 
+    @property
+    def collected_executions(self) -> int:
+        """Statement executions recorded by what :meth:`collect` stopped (0 once analysed)."""
+        rec = self._collected
+        return len(rec.queries) if rec is not None else 0
+
     def summary(self) -> dict[str, int]:
         """Totals of what :meth:`collect` stopped, without the analysis (cheap)."""
         rec = self._collected

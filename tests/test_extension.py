@@ -384,6 +384,19 @@ def test_the_panel_is_analysed_and_rendered_when_opened(make_app: AppFactory) ->
     assert "no longer in the history" in text_of(gone.get_json()["html"])
 
 
+def test_a_request_of_many_statements_is_analysed_when_it_ends(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its record (one entry per execution) would outweigh its report (one per statement)."""
+    app = make_app()
+    monkeypatch.setattr(extension_module, "EAGER_ANALYSIS_EXECUTIONS", 0)
+    app.test_client().get("/contacts")
+    (profile,) = app.extensions["querymem"].history(app)
+    assert profile.analysed
+    assert profile.analysed_report is not None
+    assert profile.analysed_report.totals.queries == 1
+
+
 def test_a_report_read_later_hears_from_requests_never_opened(make_app: AppFactory) -> None:
     """Reading one report analyses the pending ones of the history first, so the
     reconciliation across requests is the same as if each had been analysed at once."""
