@@ -47,6 +47,7 @@ import time
 import typing as t
 import weakref
 
+import flask
 from flask import Flask, current_app, g, jsonify, request
 
 from . import toolbar
@@ -277,12 +278,14 @@ class QueryMem:
     @_guarded()
     def _before_request(self) -> None:
         # g outlives a request when the caller pushed the app context itself.
-        g.pop(_G_REPORT, None)
-        if request.environ.get(SKIP_ENVIRON_KEY) or toolbar.is_toolbar_request(request):
+        g_ = g._get_current_object()
+        g_.pop(_G_REPORT, None)
+        req: flask.Request = request._get_current_object()  # type: ignore[attr-defined]
+        if req.environ.get(SKIP_ENVIRON_KEY) or toolbar.is_toolbar_request(req):
             return
-        if request.endpoint in (VERIFY_ENDPOINT, PANEL_ENDPOINT):
+        if req.endpoint in (VERIFY_ENDPOINT, PANEL_ENDPOINT):
             return
-        if g.get(_G_RUNNING) is not None:
+        if g_.get(_G_RUNNING) is not None:
             return
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         state = self._state(app)
@@ -291,21 +294,20 @@ class QueryMem:
         if not state.checked_toolbar:
             state.checked_toolbar = True
             toolbar.check_running(app)
-
-        from .location import app_roots_for
-        from .profiler import Profiler
-
         if state.app_roots is None:
+            from .location import app_roots_for
+
             state.app_roots = app_roots_for(app)
+
+        from .profiler import Profiler
+        from .replay import CapturedRequest
 
         config = app.config
         measure = config["QUERYMEM_MEASURE"]
         profile = RequestProfile(
-            method=request.method, path=request.path, started_at=time.time(), measure=measure
+            method=req.method, path=req.path, started_at=time.time(), measure=measure
         )
-        from .replay import CapturedRequest
-
-        captured = CapturedRequest.from_request(request)
+        captured = CapturedRequest.from_request(req)
         profile.request_data = captured.to_dict() if captured is not None else None
         measurement = RequestMeasurement(measure)
         try:
@@ -318,7 +320,7 @@ class QueryMem:
         except Exception:
             measurement.stop()
             raise
-        g.setdefault(_G_RUNNING, _Running(profiler, profile, time.perf_counter(), measurement))
+        g_.setdefault(_G_RUNNING, _Running(profiler, profile, time.perf_counter(), measurement))
 
     @_guarded(fallback_arg=True)
     def _after_request(self, response: Response) -> Response:

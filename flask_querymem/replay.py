@@ -65,7 +65,7 @@ MAX_BODY_BYTES = 1024 * 1024
 COMPARED_HEADERS = ("Content-Type", "Location", "Content-Disposition", "Content-Encoding")
 
 #: Request headers not replayed as such (the test client sets them).
-_DROPPED = frozenset({"host", "content-length"})
+_DROPPED = frozenset({"Host", "Content-Length"})  # as request.headers spells them
 
 SAFE_METHODS = ("GET", "HEAD")
 
@@ -94,7 +94,7 @@ class CapturedRequest:
             method=request.method,
             path=request.path,
             query_string=request.query_string.decode("latin-1"),
-            headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _DROPPED],
+            headers=[(k, v) for k, v in request.headers.items() if k not in _DROPPED],
             body=body,
             base_url=request.host_url,
         )
