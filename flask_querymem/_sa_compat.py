@@ -65,6 +65,46 @@ def loader_options(statement: t.Any) -> tuple[t.Any, ...]:
     return tuple(getattr(statement, "_with_options", ()) or ())
 
 
+def _public_statement_kind(orm_state: t.Any) -> tuple[str, t.Any]:
+    if orm_state.is_column_load:
+        return "column_load", None
+    if orm_state.is_relationship_load:
+        lazy_from = orm_state.lazy_loaded_from
+        return ("lazy_load" if lazy_from is not None else "relationship_load"), lazy_from
+    if orm_state.is_select:
+        return "select", None
+    if orm_state.is_insert or orm_state.is_update or orm_state.is_delete:
+        return "write", None
+    return "", None
+
+
+def statement_kind(orm_state: t.Any) -> tuple[str, t.Any]:
+    """(kind, the ``InstanceState`` a lazy load is for) of an ORM execution.
+
+    kind: "column_load", "lazy_load", "relationship_load", "select", "write" or
+    "" (``text()`` and other non-ORM statements). The public
+    ``ORMExecuteState.is_column_load`` and ``is_relationship_load`` each read the
+    statement's ORM compile options again (three reads, ~5 us a statement);
+    ``ORMExecuteState._orm_compile_options()`` (private, every release since
+    1.4) reads them once, and what those properties test on them
+    (``_for_refresh_state``, ``_current_path``) is what they return. Any
+    difference falls back to the public attributes.
+    """
+    try:
+        opts = orm_state._orm_compile_options()
+        if opts is None:
+            return _public_statement_kind(orm_state)
+        if opts._for_refresh_state:
+            return "column_load", None
+        path = opts._current_path
+        if path is not None and not path.is_root:
+            lazy_from = orm_state.load_options._lazy_loaded_from
+            return ("lazy_load" if lazy_from is not None else "relationship_load"), lazy_from
+        return "select", None
+    except AttributeError:
+        return _public_statement_kind(orm_state)
+
+
 def query_runid(context: t.Any) -> int:
     """``QueryContext.runid``: SQLAlchemy stamps it on every ``InstanceState`` it
     populates (``state.runid``), which is how a read maps back to its query."""

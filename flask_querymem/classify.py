@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import typing as t
+import weakref
 
 import sqlalchemy as sa
 from sqlalchemy.orm import UserDefinedOption
@@ -36,8 +37,12 @@ _ENTRY_POINTS = frozenset(
 )
 
 
-def caller_style() -> tuple[str | None, str]:
-    """(style, entry) of the ORM execution running now.
+def _strictly(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def caller_style(frame: t.Any = None) -> tuple[str | None, str, t.Any]:
+    """(style, entry, first frame) of the ORM execution running now.
 
     style: "get" or "scalars" when it comes through a helper that needs entities
     back, else None. There is no public flag for either, so look at the frames
@@ -51,9 +56,23 @@ def caller_style() -> tuple[str | None, str]:
 
     entry: the name of the outermost SQLAlchemy function on the way (the method
     the application called: ``execute``, ``scalars``, ``scalar``, ``all``, ...).
+
+    first frame: the frame this walk stopped at, when every frame it passed is
+    SQLAlchemy's or flask-querymem's (modules ``location.find_location`` never
+    reports): the location is looked for from there, without walking those
+    frames again. None when that is not certain (another module named
+    ``sqlalchemy...``, an asyncio greenlet crossed).
+
+    ``frame``: where to start (default: the caller's).
     """
-    frame: t.Any = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("flask_querymem"):
+    if frame is None:
+        frame = sys._getframe(1)
+    strict = True
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith("flask_querymem"):
+            break
+        strict = strict and _strictly(name, "flask_querymem")
         frame = frame.f_back
     entry = ""
     style: str | None = None
@@ -67,33 +86,28 @@ def caller_style() -> tuple[str | None, str]:
                     style = "get"
                 if co_name in _ENTRY_POINTS:
                     entry = co_name
+                if strict and not _strictly(name, "sqlalchemy"):
+                    strict = False
             elif name.startswith("flask_sqlalchemy"):
-                return style or "scalars", entry
+                return style or "scalars", entry, frame if strict else None
             else:
-                return style, entry
+                return style, entry, frame if strict else None
             frame = frame.f_back
         # AsyncSession: the sync session runs in SQLAlchemy's greenlet; the
         # method the application awaited is in the parent greenlet
+        strict = False
         gmod = sys.modules.get("greenlet")
         if gmod is None:
-            return style, entry
+            return style, entry, None
         if glet is None:
             glet = gmod.getcurrent()
         glet, frame = greenlet_parent_frame(glet)
         if frame is None:
-            return style, entry
+            return style, entry, None
 
 
 def statement_kind(orm_state: t.Any) -> str:
-    if orm_state.is_column_load:
-        return "column_load"
-    if orm_state.is_relationship_load:
-        return "lazy_load" if orm_state.lazy_loaded_from is not None else "relationship_load"
-    if orm_state.is_select:
-        return "select"
-    if orm_state.is_insert or orm_state.is_update or orm_state.is_delete:
-        return "write"
-    return ""  # text() and other non-ORM statements: decided from the SQL verb
+    return compat.statement_kind(orm_state)[0]
 
 
 class StatementInfo(t.NamedTuple):
@@ -103,6 +117,9 @@ class StatementInfo(t.NamedTuple):
     entry: str = ""  # the SQLAlchemy method the application called
     entity: t.Any = None  # the mapped class the statement selects (its one entity)
     features: frozenset[str] = frozenset()  # joins, distinct, aliased, expression
+    # where to look for the location from (caller_style's first frame), or None
+    start: t.Any = None
+    lazy_from: t.Any = None  # a lazy load's InstanceState
 
 
 #: statement cache key -> (shape, entity, features): what a statement's structure
@@ -140,48 +157,72 @@ def _select_shape(stmt: t.Any) -> tuple[str, t.Any, frozenset[str]]:
     return shape, entity, frozenset(features)
 
 
+#: The same for statement objects seen before (an application that builds its
+#: statements once and executes them on every request): no cache key to hash
+#: (~6 us for a SELECT with a WHERE clause). Weak: never keeps a statement.
+_shapes_by_statement: weakref.WeakKeyDictionary[t.Any, tuple[str, t.Any, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _cached_select_shape(stmt: t.Any) -> tuple[str, t.Any, frozenset[str]]:
+    try:
+        found = _shapes_by_statement.get(stmt)
+    except TypeError:  # not weakly referenceable
+        found = None
+    if found is not None:
+        return found
     try:
         ck = stmt._generate_cache_key()  # memoized on the statement; SQLAlchemy needs it too
         key = ck.key if ck is not None else None
-        hash(key)
-    except Exception:
+        found = _shapes.get(key) if key is not None else None
+    except Exception:  # an unhashable key
         key = None
     if key is None:
         return _select_shape(stmt)
-    found = _shapes.get(key)
     if found is None:
         found = _select_shape(stmt)
         if len(_shapes) >= _SHAPES_MAX:
             _shapes.clear()
         _shapes[key] = found
+    try:
+        _shapes_by_statement[stmt] = found
+    except TypeError:
+        pass
     return found
 
 
-def statement_info(orm_state: t.Any) -> StatementInfo:
-    """What an ORM execution is, and what a projection of it would have to keep."""
-    kind = statement_kind(orm_state)
+_NO_FEATURES: frozenset[str] = frozenset()
+
+
+def statement_info(orm_state: t.Any, frame: t.Any = None) -> StatementInfo:
+    """What an ORM execution is, and what a projection of it would have to keep.
+
+    ``frame``: the listener's frame (the walk for the caller starts there)."""
+    kind, lazy_from = compat.statement_kind(orm_state)
+    if kind != "select" or compat.is_from_statement(orm_state):
+        return StatementInfo(kind, "select", "none", "", None, _NO_FEATURES, None, lazy_from)
     style = "select"
     shape = "none"
     entry = ""
     entity = None
-    features: frozenset[str] = frozenset()
-    if kind == "select" and not compat.is_from_statement(orm_state):
-        stmt = orm_state.statement
-        try:
-            via, entry = caller_style()
-            # Legacy Query helpers (Flask-SQLAlchemy's Model.query.paginate() too)
-            # return rows after with_entities(); select() helpers call .scalars().
-            if via == "get":
-                style = "get"
-            elif compat.is_legacy_query(stmt):
-                style = "query"
-            elif via == "scalars":
-                style = "scalars"
-            shape, entity, features = _cached_select_shape(stmt)
-        except Exception:  # an unusual statement: no style/shape, no suggestion
-            shape = "none"
-    return StatementInfo(kind, style, shape, entry, entity, features)
+    start = None
+    features = _NO_FEATURES
+    stmt = orm_state.statement
+    try:
+        via, entry, start = caller_style(frame or sys._getframe(1))
+        # Legacy Query helpers (Flask-SQLAlchemy's Model.query.paginate() too)
+        # return rows after with_entities(); select() helpers call .scalars().
+        if via == "get":
+            style = "get"
+        elif compat.is_legacy_query(stmt):
+            style = "query"
+        elif via == "scalars":
+            style = "scalars"
+        shape, entity, features = _cached_select_shape(stmt)
+    except Exception:  # an unusual statement: no style/shape, no suggestion
+        shape = "none"
+    return StatementInfo(kind, style, shape, entry, entity, features, start)
 
 
 def has_loader_options(statement: t.Any) -> bool:

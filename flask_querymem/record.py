@@ -139,6 +139,10 @@ class QueryRecord:
     # again, or synchronised by a bulk UPDATE): a Row would keep the old ones
     changed_in_place: bool = False
     yield_per: int | None = None  # a streamed result (Query.yield_per / execution option)
+    # ``reads``, ``sites`` and ``uses`` are the same dicts as those of the other
+    # executions of the same statement from the same place (tracking's
+    # ``_share_reads``): the analysis only ever reads their union
+    reads_shared: bool = False
 
     def entity(self, cls: type) -> EntityRecord:
         ent = self.entities.get(cls)
@@ -168,6 +172,9 @@ class ProfileRecord:
         default_factory=dict
     )
     sampler_keepalive: list[t.Any] = field(default_factory=list)
+    # (kind, sql, location id) -> the first query of those whose ``reads``,
+    # ``sites`` and ``uses`` are shared (it keeps its location alive)
+    read_groups: dict[tuple[str, str, int], QueryRecord] = field(default_factory=dict)
     # failure site -> failures, in the order first seen (the report's errors)
     failed_sites: dict[str, int] = field(default_factory=dict)
 

@@ -65,24 +65,66 @@ _logged_without_profile: set[str] = set()
 # truth test is a Python call, too slow for every read).
 _any_refreshed = False
 
-# Mapped class -> the one profiled query (of a profile tracking reads) whose
-# instances of it were loaded, or _MANY. While a class has one query, a read's
-# query is implied by its site, so a site recorded once need not be looked at
-# again (``TrackedAttribute._qm_sites``, ``object_uses.seen``); any second query, or a
-# refresh attributing an instance to another query too, ends that.
+# Mapped class -> the reads dict (``QueryRecord.reads``) of every profiled query
+# (of a profile tracking reads) whose instances of it were loaded, or _MANY.
+# Executions of one statement from one place share that dict (``_share_reads``),
+# and the analysis only reads their union, so while a class has one such dict, a
+# read's record is implied by its site, and a site recorded once need not be
+# looked at again (``TrackedAttribute._qm_sites``, ``object_uses.seen``); any
+# other query, or a refresh attributing an instance to another query too, ends
+# that.
 _MANY: t.Any = object()
 _class_query: dict[type, t.Any] = {}
 
 
 def _note_class_query(cls: type, q: QueryRecord) -> None:
     held = _class_query.get(cls)
-    if held is q or held is _MANY:
+    token = q.reads
+    if held is token or held is _MANY:
         return
     if held is None:
-        _class_query[cls] = q
+        _class_query[cls] = token
         return
     _class_query[cls] = _MANY
     _forget_sites()
+
+
+def _share_reads(rec: ProfileRecord, q: QueryRecord) -> None:
+    """Give ``q`` the ``reads``, ``sites`` and ``uses`` dicts of the first
+    execution of the same statement (same SQL and kind) from the same place in
+    this profile: the same group in the analysis, which only reads their union.
+    A read site is then recorded once per statement and place, not once per
+    execution (an N+1 loop's thousand lazy loads), and the instances of all
+    those executions count as one query for ``_class_query``."""
+    loc = q.location
+    if loc is None or not q.sql or q.reads or q.uses:
+        return
+    key = (q.kind, q.sql, id(loc))
+    first = rec.read_groups.get(key)
+    if first is None:
+        rec.read_groups[key] = q  # keeps the location alive: its id is in the key
+        return
+    if first is q or first.location is not loc:
+        return
+    q.reads, q.sites, q.uses = first.reads, first.sites, first.uses
+    q.reads_shared = first.reads_shared = True
+
+
+def _unshare_reads(q: QueryRecord) -> None:
+    """``q`` refreshed rows: the analysis reads its reads on their own
+    (``refresh_reads``), so it gets dicts of its own again (copies: reads of
+    its instances may already be in the shared ones), and no class is implied
+    by the shared dict any more."""
+    if not q.reads_shared:
+        return
+    old = q.reads
+    q.reads, q.sites, q.uses = dict(q.reads), dict(q.sites), dict(q.uses)
+    q.reads_shared = False
+    stale = [cls for cls, held in _class_query.items() if held is old]
+    if stale:
+        for cls in stale:
+            _class_query[cls] = _MANY
+        _forget_sites()
 
 
 def _forget_sites() -> None:
@@ -166,16 +208,15 @@ def _by_qid(stack: tuple[ProfileRecord, ...], qid: t.Any) -> QueryRecord | None:
 # --- statement capture ---------------------------------------------------------
 
 
-def _lazy_start(orm_state: t.Any) -> t.Any:
-    """The frame that read the attribute this lazy load is for, if a tracked
-    read fired it: the frames in between are SQLAlchemy's, so looking for the
-    location from there finds the same application frames, without walking
-    through the loader's ~25 frames."""
+def _lazy_start(state: t.Any) -> t.Any:
+    """The frame that read the attribute this lazy load (for ``state``) is for,
+    if a tracked read fired it: the frames in between are SQLAlchemy's, so
+    looking for the location from there finds the same application frames,
+    without walking through the loader's ~25 frames."""
     held = attributes.lazy_read.get()
     if held is None:
         return None
     frame, instance = held
-    state = orm_state.lazy_loaded_from
     if state is None or state.obj() is not instance:
         return None
     return frame
@@ -189,10 +230,11 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         stack = _live(stack)
         if not stack:
             return
-        info = classify.statement_info(orm_state)
-        q = _new_query(
-            stack, info.kind, _lazy_start(orm_state) if info.kind == "lazy_load" else None
-        )
+        info = classify.statement_info(orm_state, sys._getframe())
+        start = info.start
+        if info.kind == "lazy_load":
+            start = _lazy_start(info.lazy_from)
+        q = _new_query(stack, info.kind, start)
         q.style, q.shape, q.entry = info.style, info.shape, info.entry
         q.entity_cls, q.features = info.entity, info.features
         # A selectin/subquery load runs with its parent query's options: remember
@@ -289,6 +331,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     # samples and columns are the records' own lists, shared.
     site = (id(q.location), q.kind, cls, q.has_loader_options) if q.location else None
     rec = stack[-1]
+    first_entity = not q.entities
     ent = q.entities.get(cls)  # a record without column keys (not from here): replaced
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
@@ -318,6 +361,8 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     if shared is not None:
         shared[1].append(ent)
     if _tracks_reads(stack):
+        if first_entity:
+            _share_reads(rec, q)
         if keys[3] != _instrumentation:  # once per class (until uninstall())
             _instrument(mapper)
             keys[3] = _instrumentation
@@ -369,6 +414,7 @@ def _settle_samplers(rec: ProfileRecord) -> None:
             ent.sampler = _SETTLED
     rec.samplers.clear()
     rec.sampler_keepalive.clear()
+    rec.read_groups.clear()
 
 
 def _instrument(mapper: t.Any) -> None:
@@ -505,6 +551,8 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
         if attrs is None or not _column_keys(state.manager.mapper).isdisjoint(attrs):
             ent = _count(q, state, stack)
             ent.refreshed += 1
+            if q.reads_shared:
+                _unshare_reads(q)
     except Exception:
         _fail("refresh")
 
@@ -576,9 +624,9 @@ def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
             if rq is not None and key not in rq.reads:
                 rq.reads[key] = code
                 rq.sites[key] = _site_chain(frame)
-        if q is not None and not more and attr.class_ is cls and _class_query.get(cls) is q:
+        if q is not None and not more and attr.class_ is cls and _class_query.get(cls) is q.reads:
             attributes.remember_site(attr, lasti, code)
-            if _class_query.get(cls) is not q:  # another thread changed it meanwhile
+            if _class_query.get(cls) is not q.reads:  # another thread changed it meanwhile
                 attributes.forget_site(attr, lasti)
     except Exception:
         _fail("attribute read")
@@ -597,9 +645,9 @@ def _use_sink(instance: t.Any, what: str, frame: t.Any, site: t.Any = None) -> N
         for rq in (q, *more) if more else (q,):
             if rq is not None and key not in rq.uses:
                 rq.uses[key] = code
-        if site is not None and q is not None and not more and _class_query.get(cls) is q:
+        if site is not None and q is not None and not more and _class_query.get(cls) is q.reads:
             object_uses.seen[site] = code
-            if _class_query.get(cls) is not q:
+            if _class_query.get(cls) is not q.reads:
                 object_uses.seen.pop(site, None)
     except Exception:
         _fail("object use")
