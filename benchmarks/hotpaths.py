@@ -16,7 +16,12 @@ of time as the others'.
   profiled), flask-querymem's descriptors with no profile active ("idle": they
   stay on a class once it was profiled), and while profiling (the per-read sink);
 * profile: a whole ``with profile()`` around a 1-row and a 200-row query: the
-  fixed cost of starting, stopping and analysing one profile.
+  fixed cost of starting, stopping and analysing one profile;
+* lazy: an N+1 loop, ``--rows / 10`` parents each lazy-loading its one child
+  and reading two of the child's columns: per lazy load (the statement
+  listeners, the first loaded instance of each execution) and per read of an
+  instance that one of those executions loaded (executions of one statement
+  from one place record a read site once).
 
     python benchmarks/hotpaths.py
     python benchmarks/hotpaths.py --rows 50000 --repeat 21
@@ -34,7 +39,7 @@ import typing as t
 import jinja2
 import sqlalchemy as sa
 from _common import ItemColumns, machine_description, print_table, redact_url, temp_sqlite_url
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import flask_querymem
 from flask_querymem import tracking
@@ -55,6 +60,24 @@ class ItemPlain(Base):
     descriptors stay SQLAlchemy's own while Item's are flask-querymem's."""
 
     __table__ = Item.__table__
+
+
+class Parent(Base):
+    __tablename__ = "bench_hot_parent"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(60))
+    children: Mapped[list[Child]] = relationship(back_populates="parent", lazy="select")
+
+
+class Child(Base):
+    __tablename__ = "bench_hot_child"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int] = mapped_column(sa.ForeignKey("bench_hot_parent.id"))
+    title: Mapped[str] = mapped_column(sa.String(80))
+    code: Mapped[str] = mapped_column(sa.String(20))
+    parent: Mapped[Parent] = relationship(back_populates="children")
 
 
 TEMPLATE = "{% for item in items %}<li>{{ item.name }} &lt;{{ item.email }}&gt;</li>\n{% endfor %}"
@@ -83,6 +106,22 @@ def seed(engine: sa.Engine, rows: int) -> None:
                     for i in range(lo, min(lo + 10_000, rows + 1))
                 ],
             )
+        parents = lazy_parents(rows)
+        conn.execute(
+            sa.insert(Parent), [{"id": i, "name": f"Parent {i}"} for i in range(1, parents + 1)]
+        )
+        conn.execute(
+            sa.insert(Child),
+            [
+                {"id": i, "parent_id": i, "title": f"Child number {i}", "code": f"C-{i:08d}"}
+                for i in range(1, parents + 1)
+            ],
+        )
+
+
+def lazy_parents(rows: int) -> int:
+    """Parents of the N+1 loop (each lazy-loads one child)."""
+    return max(20, rows // 10)
 
 
 def timed(fn: t.Callable[[], object]) -> float:
@@ -164,6 +203,40 @@ class Bench:
         tracked.clear()
         self.session.expunge_all()
 
+    def lazy_loop(self, parents: list[t.Any]) -> None:
+        for p in parents:
+            for c in p.children:  # one lazy load per parent
+                c.title  # noqa: B018 - the reads are what is timed
+                c.code  # noqa: B018
+
+    def lazy_reads(self, parents: list[t.Any]) -> None:
+        for p in parents:
+            for c in p.children:  # loaded already: reads only
+                c.title  # noqa: B018
+                c.code  # noqa: B018
+
+    def lazy_round(self, name: str, profiled: bool) -> None:
+        """Parents loaded untimed; the loop's lazy loads timed, then its reads again."""
+
+        def run() -> None:
+            parents = list(self.session.scalars(sa.select(Parent).order_by(Parent.id)))
+            self.keep(f"lazy {name}", timed(lambda: self.lazy_loop(parents)))
+            self.keep(f"lazy reads {name}", timed(lambda: self.lazy_reads(parents)))
+            parents.clear()
+            self.session.expunge_all()
+
+        if profiled:
+            with flask_querymem.profile():
+                run()
+        else:
+            tracking.uninstall()  # no listener, plain descriptors
+            run()
+
+    def run_lazy(self) -> None:
+        for _ in range(3):
+            self.lazy_round("plain", False)
+            self.lazy_round("profiled", True)
+
     def run_profiles(self) -> None:
         for _ in range(3):
             for n in (1, 200):
@@ -181,6 +254,7 @@ def bench(engine: sa.Engine, rows: int, repeat: int) -> dict[str, float]:
             b.run_loads()
             b.run_reads(plain)
             b.run_profiles()
+            b.run_lazy()
     tracking.uninstall()
     return b.best
 
@@ -228,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp.cleanup()
 
     n = args.rows
+    parents = lazy_parents(n)
     us = 1e6
 
     def per(name: str, count: float) -> float:
@@ -253,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
             2 * n,
             "ns",
         ),
+        ("lazy load in an N+1 loop, per load", "lazy plain", "lazy profiled", parents, "us"),
+        (
+            "read of lazy-loaded instances, per read",
+            "lazy reads plain",
+            "lazy reads profiled",
+            2 * parents,
+            "ns",
+        ),
         ("profile of a 1-row query", "profile 1 plain", "profile 1 profiled", 1, "ms"),
         ("profile of a 200-row query", "profile 200 plain", "profile 200 profiled", 1, "ms"),
     ]:
@@ -268,11 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     read_added = (per("read template profiled", 2 * n) - per("read template plain", 2 * n)) * 1000
     idle_added = (per("read template idle", 2 * n) - per("read template plain", 2 * n)) * 1000
     fixed = (best["profile 1 profiled"] - best["profile 1 plain"]) * 1000
+    lazy_added = per("lazy profiled", parents) - per("lazy plain", parents)
     print()
     print(
         f"summary: while profiling, +{load_added:.2f} us per loaded entity, "
         f"+{read_added:.0f} ns per attribute read in a template ({idle_added:+.0f} ns when "
-        f"idle), +{fixed:.2f} ms per profile of a 1-row query"
+        f"idle), +{lazy_added:.1f} us per lazy load, +{fixed:.2f} ms per profile of a 1-row query"
     )
     return 0
 

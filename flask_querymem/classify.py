@@ -228,7 +228,10 @@ def statement_info(orm_state: t.Any, frame: t.Any = None) -> StatementInfo:
 def has_loader_options(statement: t.Any) -> bool:
     """Loader options (joinedload, selectinload, ...) cannot stay on a 2.0-style
     column select."""
-    return any(not isinstance(o, UserDefinedOption) for o in compat.loader_options(statement))
+    opts = compat.loader_options(statement)
+    if not opts:
+        return False
+    return any(not isinstance(o, UserDefinedOption) for o in opts)
 
 
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT")

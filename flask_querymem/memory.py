@@ -93,6 +93,7 @@ class InstanceSize(t.NamedTuple):
 #: Column value types sized by ``sys.getsizeof`` alone (what ``value_bytes`` does
 #: for them), checked inline by ``measure_instance``.
 _PLAIN_TYPES = frozenset({float, datetime.datetime, datetime.date, datetime.time, decimal.Decimal})
+_ABSENT: t.Any = object()
 
 
 def measure_instance(
@@ -132,19 +133,22 @@ def measure_instance(
     if shared is None:
         shared = shared_value_keys(state.manager.mapper)
     plain = _PLAIN_TYPES
+    get = dict_.get
     for k in column_keys:
-        if k not in dict_:
+        v = get(k, _ABSENT)
+        if v is _ABSENT:
             continue
         if k in shared:
             values[k] = 0
             continue
         # value_bytes(), with its commonest cases inline (same results)
-        v = dict_[k]
         tp = type(v)
         if tp is str:
             values[k] = 0 if len(v) <= 1 and (not v or ord(v) < 256) else getsizeof(v)
         elif v is None:
             values[k] = 0
+        elif tp is int:
+            values[k] = 0 if -5 <= v <= 256 else getsizeof(v)
         elif tp in plain:
             values[k] = getsizeof(v)
         else:

@@ -612,24 +612,41 @@ def _queries_of(state: t.Any) -> tuple[QueryRecord | None, tuple[QueryRecord, ..
 def _read_sink(attr: t.Any, instance: t.Any, frame: t.Any) -> None:
     """A read whose site the descriptor's ``_qm_sites`` does not hold: record it."""
     try:
-        state = instance_state(instance)
-        q, more = _queries_of(state)
-        if q is None and not more:
+        state: t.Any = instance_state(instance)
+        q = _runids.get(state.runid)
+        if _any_refreshed:
+            more = _refreshed.get(state, ())
+            if more:
+                _record_read(attr, state, (q, *more), frame)
+                return
+        if q is None:
             return  # not a profiled instance
         cls = state.class_
         code = frame.f_code
         lasti = frame.f_lasti
         key = (cls, attr.key, id(code), lasti)
-        for rq in (q, *more) if more else (q,):
-            if rq is not None and key not in rq.reads:
-                rq.reads[key] = code
-                rq.sites[key] = _site_chain(frame)
-        if q is not None and not more and attr.class_ is cls and _class_query.get(cls) is q.reads:
+        reads = q.reads
+        if key not in reads:
+            reads[key] = code
+            q.sites[key] = _site_chain(frame)
+        if attr.class_ is cls and _class_query.get(cls) is reads:
             attributes.remember_site(attr, lasti, code)
-            if _class_query.get(cls) is not q.reads:  # another thread changed it meanwhile
+            if _class_query.get(cls) is not reads:  # another thread changed it meanwhile
                 attributes.forget_site(attr, lasti)
     except Exception:
         _fail("attribute read")
+
+
+def _record_read(
+    attr: t.Any, state: t.Any, queries: tuple[QueryRecord | None, ...], frame: t.Any
+) -> None:
+    """A read of a refreshed instance: for every query it is attributed to."""
+    code = frame.f_code
+    key = (state.class_, attr.key, id(code), frame.f_lasti)
+    for rq in queries:
+        if rq is not None and key not in rq.reads:
+            rq.reads[key] = code
+            rq.sites[key] = _site_chain(frame)
 
 
 def _use_sink(instance: t.Any, what: str, frame: t.Any, site: t.Any = None) -> None:
