@@ -1,0 +1,108 @@
+"""The per-statement and per-read shortcuts of tracking.py give the same evidence.
+
+* executions of one statement from one place (an N+1 loop) share one record
+  of reads: a read site is recorded once for all of them, and a class loaded
+  by them only skips sites already recorded; a read seen for one instance in
+  many (a conditional read) is still seen;
+* executions of different statements from one place keep their reads apart;
+* ``_sa_compat.statement_kind`` answers what the public ``ORMExecuteState``
+  properties answer.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, selectinload
+
+from flask_querymem import _sa_compat as compat
+from flask_querymem import profile
+
+from .models import Address, User
+
+
+def _lazy_report(report: t.Any, cls_name: str) -> t.Any:
+    (q,) = [
+        q
+        for q in report.queries
+        if q.kind == "lazy_load" and any(e.model.endswith(cls_name) for e in q.entities)
+    ]
+    return q
+
+
+def test_n_plus_1_reads_are_shared_and_a_read_of_one_row_in_many_is_seen(
+    session: Session,
+) -> None:
+    with profile() as report:
+        addresses = session.scalars(sa.select(Address).order_by(Address.id)).all()
+        for i, a in enumerate(addresses):
+            a.user.name  # noqa: B018 - one lazy load per distinct user
+            if i == len(addresses) - 3:
+                a.user.bio  # noqa: B018 - read for one row only
+    q = _lazy_report(report, "User")
+    assert q.executions == 20  # one per user (20 users)
+    (ent,) = q.entities
+    assert ent.count == 20
+    assert set(ent.columns_read) == {"name", "bio"}
+
+
+def test_reads_stay_apart_for_different_statements_from_one_place(session: Session) -> None:
+    stmts = [
+        sa.select(User).where(User.id < 5).order_by(User.id),
+        sa.select(User).where(User.id > 15).order_by(User.id),
+    ]
+    with profile() as report:
+        for i in range(4):
+            for u in session.scalars(stmts[i % 2]).all():
+                if i % 2:
+                    u.bio  # noqa: B018
+                else:
+                    u.name  # noqa: B018
+            session.expunge_all()
+    selects = [q for q in report.queries if q.kind == "select"]
+    assert len(selects) == 2
+    read = {q.sql.split("WHERE", 1)[1]: q.entities[0].columns_read for q in selects}
+    assert sorted(read.values()) == [["bio"], ["name"]]
+
+
+def test_reads_after_the_class_had_many_queries_are_still_recorded(session: Session) -> None:
+    """A class first loaded by one group, then by another statement: sites
+    skipped while it had one group are looked at again."""
+    with profile() as report:
+        users = session.scalars(sa.select(User).where(User.id <= 10).order_by(User.id)).all()
+        for u in users:
+            u.name  # noqa: B018
+        more = session.scalars(sa.select(User).where(User.id > 10).order_by(User.id)).all()
+        for u in (*users, *more):
+            u.name  # noqa: B018
+    selects = [q for q in report.queries if q.kind == "select"]
+    assert len(selects) == 2
+    assert all(q.entities[0].columns_read == ["name"] for q in selects)
+
+
+def test_statement_kind_matches_the_public_properties(seeded_engine: sa.Engine) -> None:
+    seen: list[tuple[str, str, bool]] = []
+
+    def listener(orm_state: t.Any) -> None:
+        kind, lazy_from = compat.statement_kind(orm_state)
+        public, public_from = compat._public_statement_kind(orm_state)
+        seen.append((kind, public, lazy_from is public_from))
+
+    event.listen(Session, "do_orm_execute", listener)
+    try:
+        with Session(seeded_engine) as s:
+            users = s.scalars(sa.select(User).order_by(User.id).limit(3)).all()
+            users[0].addresses  # noqa: B018 - lazy load
+            s.scalars(sa.select(User).options(selectinload(User.addresses)).limit(2)).all()
+            s.expire(users[1], ["name"])
+            users[1].name  # noqa: B018 - column load
+            s.execute(sa.update(User).where(User.id == -1).values(name="x"))
+            s.execute(sa.text("SELECT 1"))
+            s.rollback()
+    finally:
+        event.remove(Session, "do_orm_execute", listener)
+    kinds = [k for k, _, _ in seen]
+    assert {"select", "lazy_load", "relationship_load", "column_load", "write"} <= set(kinds)
+    assert all(kind == public and same for kind, public, same in seen), seen
