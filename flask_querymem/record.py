@@ -28,7 +28,7 @@ _query_ids = itertools.count(1)
 MAX_SAMPLES = 32
 #: The first instances of a class have larger ``__dict__``s (CPython key sharing
 #: settles after a few); skip them once later ones are available.
-WARMUP_INSTANCES = 20
+WARMUP_INSTANCES = 8
 
 
 @dataclass
