@@ -141,7 +141,7 @@ class QueryRecord:
     yield_per: int | None = None  # a streamed result (Query.yield_per / execution option)
     # ``reads``, ``sites`` and ``uses`` are the same dicts as those of the other
     # executions of the same statement from the same place (tracking's
-    # ``_share_reads``): the analysis only ever reads their union
+    # ``_new_entity``): the analysis only ever reads their union
     reads_shared: bool = False
 
     def entity(self, cls: type) -> EntityRecord:
@@ -166,15 +166,13 @@ class ProfileRecord:
     by_runid: dict[int, QueryRecord | None] = field(default_factory=dict)
     cursor_starts: dict[int, tuple[QueryRecord, float]] = field(default_factory=dict)
     # (location id, kind, class, loader options) -> (the sampler of every execution
-    # of that statement from that place, their records); the locations kept alive
+    # of that statement from that place, their records, the first of them: the
+    # others with its SQL share its reads, see tracking._new_entity); the locations kept alive
     # (their ids are keys) until deactivate() settles the samplers
-    samplers: dict[tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord]]] = field(
+    samplers: dict[tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord], QueryRecord]] = field(
         default_factory=dict
     )
     sampler_keepalive: list[t.Any] = field(default_factory=list)
-    # (kind, sql, location id) -> the first query of those whose ``reads``,
-    # ``sites`` and ``uses`` are shared (it keeps its location alive)
-    read_groups: dict[tuple[str, str, int], QueryRecord] = field(default_factory=dict)
     # failure site -> failures, in the order first seen (the report's errors)
     failed_sites: dict[str, int] = field(default_factory=dict)
 

@@ -67,7 +67,7 @@ _any_refreshed = False
 
 # Mapped class -> the reads dict (``QueryRecord.reads``) of every profiled query
 # (of a profile tracking reads) whose instances of it were loaded, or _MANY.
-# Executions of one statement from one place share that dict (``_share_reads``),
+# Executions of one statement from one place share that dict (``_new_entity``),
 # and the analysis only reads their union, so while a class has one such dict, a
 # read's record is implied by its site, and a site recorded once need not be
 # looked at again (``TrackedAttribute._qm_sites``, ``object_uses.seen``); any
@@ -87,27 +87,6 @@ def _note_class_query(cls: type, q: QueryRecord) -> None:
         return
     _class_query[cls] = _MANY
     _forget_sites()
-
-
-def _share_reads(rec: ProfileRecord, q: QueryRecord) -> None:
-    """Give ``q`` the ``reads``, ``sites`` and ``uses`` dicts of the first
-    execution of the same statement (same SQL and kind) from the same place in
-    this profile: the same group in the analysis, which only reads their union.
-    A read site is then recorded once per statement and place, not once per
-    execution (an N+1 loop's thousand lazy loads), and the instances of all
-    those executions count as one query for ``_class_query``."""
-    loc = q.location
-    if loc is None or not q.sql or q.reads or q.uses:
-        return
-    key = (q.kind, q.sql, id(loc))
-    first = rec.read_groups.get(key)
-    if first is None:
-        rec.read_groups[key] = q  # keeps the location alive: its id is in the key
-        return
-    if first is q or first.location is not loc:
-        return
-    q.reads, q.sites, q.uses = first.reads, first.sites, first.uses
-    q.reads_shared = first.reads_shared = True
 
 
 def _unshare_reads(q: QueryRecord) -> None:
@@ -338,7 +317,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
         sampler = EntityRecord(cls)
         sampler.shared_keys = shared_keys
         if site is not None:
-            shared = rec.samplers[site] = (sampler, [])
+            shared = rec.samplers[site] = (sampler, [], q)
             rec.sampler_keepalive.append(q.location)
     else:
         sampler = shared[0]
@@ -361,8 +340,16 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     if shared is not None:
         shared[1].append(ent)
     if _tracks_reads(stack):
-        if first_entity:
-            _share_reads(rec, q)
+        if first_entity and shared is not None:
+            # The same SQL from the same place: one group in the analysis, which
+            # only reads the union of its executions' reads. They share one
+            # record of them, so a read site is recorded once per statement and
+            # place, not once per execution (an N+1 loop's thousand lazy loads),
+            # and their instances count as one query for ``_class_query``.
+            first = shared[2]
+            if first is not q and q.sql and first.sql == q.sql and not q.reads and not q.uses:
+                q.reads, q.sites, q.uses = first.reads, first.sites, first.uses
+                q.reads_shared = first.reads_shared = True
         if keys[3] != _instrumentation:  # once per class (until uninstall())
             _instrument(mapper)
             keys[3] = _instrumentation
@@ -402,7 +389,7 @@ def _settle_samplers(rec: ProfileRecord) -> None:
     a thousand executions does not average the same samples a thousand times."""
     from .analysis.sizing import entity_size
 
-    for sampler, ents in rec.samplers.values():
+    for sampler, ents, _first in rec.samplers.values():
         if len(ents) < 2:
             continue
         size = entity_size(sampler)
@@ -414,7 +401,6 @@ def _settle_samplers(rec: ProfileRecord) -> None:
             ent.sampler = _SETTLED
     rec.samplers.clear()
     rec.sampler_keepalive.clear()
-    rec.read_groups.clear()
 
 
 def _instrument(mapper: t.Any) -> None:
