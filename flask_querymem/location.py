@@ -347,7 +347,11 @@ def find_location(
     The same frames (code and instruction of every application frame) give the
     same location: it is computed once and shared (callers must not modify it).
     """
-    classifier = _classifier(roots or default_roots(), extra_ignored)
+    last = _last
+    if roots and roots is last[0] and extra_ignored is last[1]:  # _classifier(), inline
+        classifier: _Classifier = last[2]
+    else:
+        classifier = _classifier(roots or default_roots(), extra_ignored)
     kinds = classifier.kinds
     frame: FrameType | None = start or sys._getframe(1)
     found: list[tuple[FrameType, int]] = []

@@ -213,18 +213,29 @@ def _on_do_orm_execute(orm_state: t.Any) -> None:
         start = info.start
         if info.kind == "lazy_load":
             start = _lazy_start(info.lazy_from)
-        q = _new_query(stack, info.kind, start)
+        if len(stack) == 1:  # _new_query(), inline for the usual single profile
+            rec = stack[0]
+            q = QueryRecord(
+                kind=info.kind,
+                location=find_location(rec.ignore_modules, start=start, roots=rec.app_roots),
+            )
+            rec.add_query(q)
+        else:
+            q = _new_query(stack, info.kind, start)
         q.style, q.shape, q.entry = info.style, info.shape, info.entry
         q.entity_cls, q.features = info.entity, info.features
         # A selectin/subquery load runs with its parent query's options: remember
         # the parent (its instances hold the collections this load fills).
-        q.parent = _by_qid(stack, orm_state.execution_options.get(QID_OPTION))
+        options = orm_state.execution_options
+        parent_qid = options.get(QID_OPTION)
+        if parent_qid is not None:
+            q.parent = _by_qid(stack, parent_qid)
         if q.parent is None and info.kind == "relationship_load":
             runid = compat.top_level_runid(orm_state)
             if runid is not None:
                 q.parent = _runids.get(runid) or stack[-1].by_runid.get(runid)
         q.has_loader_options = classify.has_loader_options(orm_state.statement)
-        yp = orm_state.execution_options.get("yield_per")
+        yp = options.get("yield_per")
         q.yield_per = yp if isinstance(yp, int) and yp > 0 else None
         orm_state.update_execution_options(**{QID_OPTION: q.qid})
     except Exception:
