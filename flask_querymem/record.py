@@ -166,12 +166,13 @@ class ProfileRecord:
     by_runid: dict[int, QueryRecord | None] = field(default_factory=dict)
     cursor_starts: dict[int, tuple[QueryRecord, float]] = field(default_factory=dict)
     # (location id, kind, class, loader options) -> (the sampler of every execution
-    # of that statement from that place, their records, the first of them: the
-    # others with its SQL share its reads, see tracking._new_entity); the locations kept alive
+    # of that statement from that place, their records, the first of them (the
+    # others with its SQL share its reads, see tracking._new_entity), its mapper's
+    # keys (tracking._mapper_keys)); the locations kept alive
     # (their ids are keys) until deactivate() settles the samplers
-    samplers: dict[tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord], QueryRecord]] = field(
-        default_factory=dict
-    )
+    samplers: dict[
+        tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord], QueryRecord, list[t.Any]]
+    ] = field(default_factory=dict)
     sampler_keepalive: list[t.Any] = field(default_factory=list)
     # failure site -> failures, in the order first seen (the report's errors)
     failed_sites: dict[str, int] = field(default_factory=dict)

@@ -263,7 +263,13 @@ def _on_before_cursor_execute(conn, cursor, statement, parameters, context, exec
         stack = _live(stack)
         if not stack:
             return
-        q = _query_for_cursor(stack, statement, context)
+        q = None
+        if len(stack) == 1 and context is not None:  # _query_for_cursor(), inline
+            qid = context.execution_options.get(QID_OPTION)
+            if type(qid) is int:
+                q = stack[0].by_qid.get(qid)
+        if q is None or not q.kind:
+            q = _query_for_cursor(stack, statement, context)
         if not q.sql:
             q.sql = statement
         q.statements += 1
@@ -312,9 +318,6 @@ def _query_for_context(stack: tuple[ProfileRecord, ...], context: t.Any) -> Quer
 
 def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:
     cls = state.class_
-    mapper = state.manager.mapper
-    keys = _mapper_keys(mapper)
-    column_keys, collection_keys, shared_keys = keys[0], keys[1], keys[2]
     # Executions of one statement from one place share a sampler (the same
     # location object, see location.find_location): an N+1 loop sizes a spread
     # sample of all its instances, not the first ones of every execution. Its
@@ -325,13 +328,15 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     ent = q.entities.get(cls)  # a record without column keys (not from here): replaced
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
+        keys = _mapper_keys(state.manager.mapper)
         sampler = EntityRecord(cls)
-        sampler.shared_keys = shared_keys
+        sampler.shared_keys = keys[2]
         if site is not None:
-            shared = rec.samplers[site] = (sampler, [], q)
+            shared = rec.samplers[site] = (sampler, [], q, keys)
             rec.sampler_keepalive.append(q.location)
     else:
-        sampler = shared[0]
+        sampler, keys = shared[0], shared[3]  # the mapper's keys (_mapper_keys)
+    column_keys, collection_keys = keys[0], keys[1]
     # built with the sampler's lists (no lists of its own to allocate and drop:
     # an N+1 loop makes one record per execution, each one more object for the
     # garbage collector to scan)
@@ -362,7 +367,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
                 q.reads, q.sites, q.uses = first.reads, first.sites, first.uses
                 q.reads_shared = first.reads_shared = True
         if keys[3] != _instrumentation:  # once per class (until uninstall())
-            _instrument(mapper)
+            _instrument(state.manager.mapper)
             keys[3] = _instrumentation
         _note_class_query(cls, q)
     return ent
@@ -400,7 +405,7 @@ def _settle_samplers(rec: ProfileRecord) -> None:
     a thousand executions does not average the same samples a thousand times."""
     from .analysis.sizing import entity_size
 
-    for sampler, ents, _first in rec.samplers.values():
+    for sampler, ents, _first, _keys in rec.samplers.values():
         if len(ents) < 2:
             continue
         size = entity_size(sampler)
