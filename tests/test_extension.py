@@ -361,7 +361,8 @@ def test_the_panel_is_analysed_and_rendered_when_opened(make_app: AppFactory) ->
     assert len(re.findall(r'<tr class="[^"]*\bqmRow\b', opened.get_json()["html"])) == 1
     # the summary taken at the end of the request is the analysed report's total
     assert profile.report is not None
-    assert profile.summary["estimated_bytes"] == profile.report.totals.estimated_bytes
+    # (the same weighted means summed in another order: a byte of float rounding)
+    assert abs(profile.summary["estimated_bytes"] - profile.report.totals.estimated_bytes) <= 1
 
     inline = make_app(QUERYMEM_PANEL_LAZY=False)
     inline_page = inline.test_client().get("/contacts").get_data(as_text=True)

@@ -106,3 +106,27 @@ def test_statement_kind_matches_the_public_properties(seeded_engine: sa.Engine) 
     kinds = [k for k, _, _ in seen]
     assert {"select", "lazy_load", "relationship_load", "column_load", "write"} <= set(kinds)
     assert all(kind == public and same for kind, public, same in seen), seen
+
+
+def test_entity_bytes_is_entity_size_per_instance() -> None:
+    """The toolbar summary's per-instance bytes are the analysis' own, for warm-up
+    only, warm-up plus cells, and doubled strides."""
+    import random
+
+    import pytest
+
+    from flask_querymem.analysis.sizing import entity_bytes, entity_size
+    from flask_querymem.memory import InstanceSize
+    from flask_querymem.record import EntityRecord
+
+    rng = random.Random(7)
+    for n in (1, 5, 8, 9, 40, 1000, 5000):
+        ent = EntityRecord(object)
+        for _ in range(n):
+            ent.count += 1
+            if ent.count >= ent.next_sample:
+                values = {k: float(rng.randint(16, 400)) for k in ("a", "b", "c")}
+                if rng.random() < 0.3:
+                    del values["c"]  # a column not loaded on every instance
+                ent.add_sample(InstanceSize(float(rng.randint(900, 1100)), values))
+        assert entity_bytes(ent) == pytest.approx(entity_size(ent).per_instance, rel=1e-12)

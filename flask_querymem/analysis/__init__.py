@@ -20,6 +20,7 @@ from .models import ClassInfo, class_info
 from .sizing import (
     EntitySize,
     collection_bytes,
+    entity_bytes,
     entity_size,
     merged_size,
     stream_held_bytes,
@@ -29,6 +30,18 @@ from .usage import Usage, flow_of, usage_of
 logger = logging.getLogger("flask_querymem")
 
 __all__ = ["analyse", "summary"]
+
+
+def _size_key(ent: EntityRecord) -> tuple[int, ...]:
+    """Everything ``entity_size`` reads of ``ent``: executions that share their
+    samples (tracking's samplers) and count have one size."""
+    return (
+        id(ent.samples),
+        id(ent.warmup_samples),
+        id(ent.sample_cells),
+        id(ent.sampler),
+        ent.count,
+    )
 
 
 class _Sizes:
@@ -44,13 +57,7 @@ class _Sizes:
         self._sizes: dict[tuple[int, ...], EntitySize] = {}
 
     def __call__(self, ent: EntityRecord) -> EntitySize:
-        key = (
-            id(ent.samples),
-            id(ent.warmup_samples),
-            id(ent.sample_cells),
-            id(ent.sampler),
-            ent.count,
-        )
+        key = _size_key(ent)
         size = self._sizes.get(key)
         if size is None:
             size = self._sizes[key] = entity_size(ent)
@@ -60,14 +67,18 @@ class _Sizes:
 def summary(rec: ProfileRecord) -> dict[str, int]:
     """The report's totals (queries, instances, estimated bytes) without the rest
     of the analysis: what a toolbar's one-line summary needs on every page."""
-    size = _Sizes()
     instances = 0
     estimated = 0.0
+    per_instance: dict[tuple[int, ...], float] = {}
     for q in rec.queries:
         for ent in q.entities.values():
             if ent.count:
                 instances += ent.count
-                estimated += ent.count * size(ent).per_instance
+                key = _size_key(ent)
+                size = per_instance.get(key)
+                if size is None:
+                    size = per_instance[key] = entity_bytes(ent)
+                estimated += ent.count * size
     estimated += sum(collection_bytes(rec.queries).values())
     return {"queries": len(rec.queries), "instances": instances, "estimated_bytes": int(estimated)}
 

@@ -51,6 +51,26 @@ def entity_size(ent: EntityRecord) -> EntitySize:
     return EntitySize(overhead + sum(per_value.values()), per_value)
 
 
+def entity_bytes(ent: EntityRecord) -> float:
+    """``entity_size(ent).per_instance`` without the per-column breakdown: the
+    same weighted means, over each sample's total instead of each column (a
+    toolbar summary on every page needs only the total)."""
+    weighted = ent.weighted_samples()
+    warmup = ent.warmup_samples
+    if not weighted:
+        weighted = [(1.0 / len(warmup), s) for s in warmup] if warmup else []
+        warmup = []
+    if not weighted:
+        return 0.0
+    overhead = sum(w * s.overhead for w, s in weighted)
+    later = max(ent.count - len(warmup), 1) if warmup else 1
+    total = later + len(warmup)
+    values = later * sum(w * sum(s.values.values()) for w, s in weighted) + sum(
+        sum(s.values.values()) for s in warmup
+    )
+    return overhead + values / total
+
+
 def merged_size(parts: t.Sequence[tuple[int, EntitySize]]) -> EntitySize:
     """Count-weighted mean over several queries' instances of one class."""
     total = sum(n for n, _ in parts)
