@@ -108,10 +108,6 @@ class TrackedUnpopulatedAttribute(TrackedAttribute):
         return InstrumentedAttribute.__get__(self, instance, owner)
 
 
-# the per-descriptor classes, to empty their site dicts
-_tracked_classes: weakref.WeakSet[type[TrackedAttribute]] = weakref.WeakSet()
-
-
 def tracked_class() -> type[TrackedAttribute]:
     """A new class for one descriptor: ``TrackedAttribute`` with a site dict of its own."""
     cls: type[TrackedAttribute] = type(
@@ -125,15 +121,24 @@ def tracked_class() -> type[TrackedAttribute]:
             "_qm_sites": {},
         },
     )
-    _tracked_classes.add(cls)
     return cls
+
+
+# The site dicts that hold something, which forget_sites() must empty: a few,
+# not one per mapped column of every model. Filled and emptied under a lock: a
+# dict left filled but unlisted would skip reads in a later profile.
+_filled_sites: list[dict[int, t.Any]] = []
+_sites_lock = threading.Lock()
 
 
 def remember_site(attr: t.Any, lasti: int, code: t.Any) -> None:
     """Reads of ``attr`` by ``code`` at ``lasti`` need not be looked at again."""
     sites = type(attr).__dict__.get("_qm_sites")
     if sites is not None:  # only a descriptor's own class has one
-        sites[lasti] = code
+        with _sites_lock:
+            if not sites:
+                _filled_sites.append(sites)
+            sites[lasti] = code
 
 
 def forget_site(attr: t.Any, lasti: int) -> None:
@@ -144,8 +149,10 @@ def forget_site(attr: t.Any, lasti: int) -> None:
 
 def forget_sites() -> None:
     """Every read goes to the sink again until the sink remembers its site."""
-    for cls in list(_tracked_classes):
-        cls._qm_sites.clear()
+    with _sites_lock:
+        for sites in _filled_sites:
+            sites.clear()
+        _filled_sites.clear()
 
 
 _lock = threading.Lock()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, selectinload
@@ -113,8 +114,6 @@ def test_entity_bytes_is_entity_size_per_instance() -> None:
     only, warm-up plus cells, and doubled strides."""
     import random
 
-    import pytest
-
     from flask_querymem.analysis.sizing import entity_bytes, entity_size
     from flask_querymem.memory import InstanceSize
     from flask_querymem.record import EntityRecord
@@ -130,3 +129,49 @@ def test_entity_bytes_is_entity_size_per_instance() -> None:
                     del values["c"]  # a column not loaded on every instance
                 ent.add_sample(InstanceSize(float(rng.randint(900, 1100)), values))
         assert entity_bytes(ent) == pytest.approx(entity_size(ent).per_instance, rel=1e-12)
+
+
+def test_a_large_result_keeps_only_its_mean_sample_and_the_same_estimate(
+    session: t.Any, monkeypatch: t.Any
+) -> None:
+    """The record waits for a lazy analysis: its samples are settled to their mean
+    when the profile ends, and what the analysis reads of them does not move."""
+    from flask_querymem import tracking
+    from flask_querymem.analysis.sizing import entity_size
+    from flask_querymem.profiler import Profiler
+    from flask_querymem.record import ProfileRecord
+
+    from .models import EmailAddress
+
+    def run() -> t.Any:
+        session.expunge_all()
+        profiler = Profiler(min_suggest_bytes=0).start()
+        rows = session.scalars(sa.select(EmailAddress)).all()
+        assert {r.email_address for r in rows}
+        profiler.collect()
+        rec = profiler._collected
+        assert rec is not None
+        (ent,) = rec.queries[-1].entities.values()
+        return rec, ent
+
+    _, settled = run()
+    assert len(settled.samples) == 1 and not settled.warmup_samples
+
+    monkeypatch.setattr(tracking, "SETTLE_SAMPLES", 10**9)
+    rec, kept = run()
+    assert len(kept.samples) + len(kept.warmup_samples) > 16
+    before = entity_size(kept)
+    monkeypatch.setattr(tracking, "SETTLE_SAMPLES", 16)
+    tracking._settle_samplers(ProfileRecord(queries=rec.queries))
+    assert len(kept.samples) == 1 and not kept.warmup_samples
+    after = entity_size(kept)
+    assert after.per_instance == pytest.approx(before.per_instance, rel=1e-12)
+    assert after.per_value.keys() == before.per_value.keys()
+    for key, value in before.per_value.items():
+        assert after.per_value[key] == pytest.approx(value, rel=1e-12)
+    # a query still shared with an active profile keeps its samples
+    monkeypatch.setattr(tracking, "SETTLE_SAMPLES", 10**9)
+    rec, shared = run()
+    monkeypatch.setattr(tracking, "SETTLE_SAMPLES", 16)
+    tracking._settle_samplers(ProfileRecord(queries=rec.queries), {rec.queries[-1].qid})
+    assert len(shared.samples) > 1
