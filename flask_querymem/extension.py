@@ -18,8 +18,15 @@ to the end of the response. The profile is stopped by whichever comes first:
 
 Finished profiles are kept on ``flask.g`` for the panel and in a short
 per-app history (``QueryMem.history()``, a ``history.HistoryStore``) for JSON
-requests and the CLI. They hold plain data only (the core's ``Report``), never
-ORM instances.
+requests and the CLI. They hold plain data only (the core's ``Report``, or the
+records it is analysed from: classes and code objects), never ORM instances.
+
+Most reports are never looked at, so a request ends by stopping the listeners
+only: its report is analysed when it is first read (``RequestProfile.report``),
+and the panel's body is fetched from ``GET /_querymem/panel/<history id>``
+when the panel is opened (``QUERYMEM_PANEL_LAZY``). A request of more than
+``EAGER_ANALYSIS_EXECUTIONS`` statements is analysed at once: its record would
+outweigh its report.
 
 Verification by replay (``replay.py``): each profiled request keeps what is
 needed to send it again; while active, the extension registers a small JSON
