@@ -9,13 +9,29 @@ import typing as t
 
 import sqlalchemy as sa
 
-from ..memory import filled_collection_bytes, row_bytes
+from ..memory import InstanceSize, filled_collection_bytes, row_bytes
 from ..record import EntityRecord, QueryRecord
 
 
 class EntitySize(t.NamedTuple):
     per_instance: float  # mean bytes per instance, values included
     per_value: dict[str, float]  # mean bytes of each column value
+
+
+def _parts(
+    ent: EntityRecord,
+) -> tuple[list[tuple[float, InstanceSize]], list[InstanceSize], int, int] | None:
+    """(weighted samples, warm-up samples, instances the weighted ones stand for,
+    all instances), or None without samples: what both means below weigh by."""
+    weighted = ent.weighted_samples()
+    warmup = ent.warmup_samples
+    if not weighted:
+        weighted = [(1.0 / len(warmup), s) for s in warmup] if warmup else []
+        warmup = []
+    if not weighted:
+        return None
+    later = max(ent.count - len(warmup), 1) if warmup else 1
+    return weighted, warmup, later, later + len(warmup)
 
 
 def entity_size(ent: EntityRecord) -> EntitySize:
@@ -29,17 +45,12 @@ def entity_size(ent: EntityRecord) -> EntitySize:
     result whose first rows differ from the rest (newest first) is still sized
     as a whole.
     """
-    weighted = ent.weighted_samples()
-    warmup = ent.warmup_samples
-    if not weighted:
-        weighted = [(1.0 / len(warmup), s) for s in warmup] if warmup else []
-        warmup = []
-    if not weighted:
+    parts = _parts(ent)
+    if parts is None:
         return EntitySize(0.0, {})
+    weighted, warmup, later, total = parts
     keys = set().union(*(s.values for _, s in weighted), *(s.values for s in warmup))
     overhead = sum(w * s.overhead for w, s in weighted)
-    later = max(ent.count - len(warmup), 1) if warmup else 1  # instances ``weighted`` stands for
-    total = later + len(warmup)
     per_value = {
         k: (
             later * sum(w * s.values.get(k, 0) for w, s in weighted)
@@ -55,16 +66,11 @@ def entity_bytes(ent: EntityRecord) -> float:
     """``entity_size(ent).per_instance`` without the per-column breakdown: the
     same weighted means, over each sample's total instead of each column (a
     toolbar summary on every page needs only the total)."""
-    weighted = ent.weighted_samples()
-    warmup = ent.warmup_samples
-    if not weighted:
-        weighted = [(1.0 / len(warmup), s) for s in warmup] if warmup else []
-        warmup = []
-    if not weighted:
+    parts = _parts(ent)
+    if parts is None:
         return 0.0
+    weighted, warmup, later, total = parts
     overhead = sum(w * s.overhead for w, s in weighted)
-    later = max(ent.count - len(warmup), 1) if warmup else 1
-    total = later + len(warmup)
     values = later * sum(w * sum(s.values.values()) for w, s in weighted) + sum(
         sum(s.values.values()) for s in warmup
     )
