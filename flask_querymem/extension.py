@@ -539,12 +539,7 @@ class QueryMem:
             logger.exception("flask-querymem: panel rendering failed (ignored)")
             from .render import html
 
-            body = html.render_message(
-                "The QueryMem panel could not be rendered.",
-                f"{type(exc).__name__}: {exc}",
-                hint="The full traceback is in the 'flask_querymem' log.",
-            )
-            return jsonify(error=f"{type(exc).__name__}: {exc}", html=body), 500
+            return jsonify(error=f"{type(exc).__name__}: {exc}", html=html.render_failure(exc)), 500
 
 
 def get_request_profile() -> RequestProfile | None:

@@ -99,12 +99,7 @@ class RequestProfile:
         if self._summary is None:
             report = self._report
             if report is not None:
-                totals = report.totals
-                return {
-                    "queries": totals.queries,
-                    "instances": totals.instances,
-                    "estimated_bytes": totals.estimated_bytes,
-                }
+                return report.totals.summary()
             summarise, self._summarise = self._summarise, None
             if summarise is not None:
                 self._summary = summarise()

@@ -38,6 +38,7 @@ if t.TYPE_CHECKING:
 
     from .extension import QueryMem
     from .history import RequestProfile
+    from .report import Report
 
 logger = logging.getLogger("flask_querymem")
 
@@ -116,14 +117,14 @@ def render_profile(profile: RequestProfile) -> str:
         min_savings_bytes=int(config["QUERYMEM_MIN_SAVINGS_BYTES"]),
         track_reads=bool(config["QUERYMEM_TRACK_READS"]),
         base_dir=os.path.dirname(app.root_path),
-        verify=_verify_buttons(profile),
+        verify=_verify_buttons(profile, report),
     )
 
 
-def _verify_buttons(profile: RequestProfile) -> dict[str, t.Any] | None:
+def _verify_buttons(profile: RequestProfile, report: Report) -> dict[str, t.Any] | None:
     """The Verify buttons' endpoint, and why a replay must be rolled back (if so)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if profile.request_data is None or profile.report is None:
+    if profile.request_data is None:
         return None
     if VERIFY_ENDPOINT not in app.view_functions:
         return None
@@ -131,7 +132,7 @@ def _verify_buttons(profile: RequestProfile) -> dict[str, t.Any] | None:
 
     return {
         "url": url_for(VERIFY_ENDPOINT, record_id=profile.id),
-        "rollback": refusal(profile.method, profile.report, rollback=False),
+        "rollback": refusal(profile.method, report, rollback=False),
     }
 
 
@@ -202,11 +203,7 @@ class QueryMemPanel(DebugPanel):
             return self._content()
         except Exception as exc:
             logger.exception("flask-querymem: panel rendering failed (ignored)")
-            return html.render_message(
-                "The QueryMem panel could not be rendered.",
-                f"{type(exc).__name__}: {exc}",
-                hint="The full traceback is in the 'flask_querymem' log.",
-            )
+            return html.render_failure(exc)
 
     def _is_active(self) -> bool:
         ext = _extension()

@@ -114,15 +114,7 @@ class Profiler:
         """Totals of what :meth:`collect` stopped, without the analysis (cheap)."""
         rec = self._collected
         if rec is None:
-            report = self.report
-            if report is None:
-                return {"queries": 0, "instances": 0, "estimated_bytes": 0}
-            totals = report.totals
-            return {
-                "queries": totals.queries,
-                "instances": totals.instances,
-                "estimated_bytes": totals.estimated_bytes,
-            }
+            return (self.report or Report()).totals.summary()
         try:
             from .analysis import summary
 

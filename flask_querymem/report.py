@@ -166,6 +166,15 @@ class Totals:
     estimated_savings_bytes: int = 0
     distinct_queries: int = 0
 
+    def summary(self) -> dict[str, int]:
+        """What the toolbar's one-line summary shows (``analysis.summary`` gives
+        the same keys for a profile not analysed yet)."""
+        return {
+            "queries": self.queries,
+            "instances": self.instances,
+            "estimated_bytes": self.estimated_bytes,
+        }
+
 
 @dataclass
 class Report:

@@ -145,6 +145,15 @@ def render_lazy(src: str) -> str:
     return before + _ascii(str(escape(src))) + after
 
 
+def render_failure(exc: BaseException) -> str:
+    """The panel body when rendering it failed (the traceback went to the log)."""
+    return render_message(
+        "The QueryMem panel could not be rendered.",
+        f"{type(exc).__name__}: {exc}",
+        hint="The full traceback is in the 'flask_querymem' log.",
+    )
+
+
 def render_message(title: str, detail: str, *, hint: str | None = None) -> str:
     """Render an explanation instead of an empty table (inactive, no report, error)."""
     return _ascii(_template("querymem/message.html").render(title=title, detail=detail, hint=hint))
