@@ -206,3 +206,43 @@ def _read(path: str) -> str:
 def fetch(url: str, data: bytes | None = None) -> str:
     with urllib.request.urlopen(url, data=data, timeout=60) as response:
         return t.cast(bytes, response.read()).decode("utf-8")
+
+
+@contextlib.contextmanager
+def seeded_querymem_app(database_url: str, tmp_dir: str) -> t.Iterator[tuple[t.Any, t.Any, t.Any]]:
+    """(app, db, QueryMem) over the core models (tests/models.py), seeded in an
+    isolated database: a debug app with QueryMem active, no measurement and
+    every suggestion (``QUERYMEM_MIN_SUGGEST_BYTES = 0``). Skipped without
+    Flask-SQLAlchemy. Add the routes, then request them."""
+    import pytest
+    from flask import Flask
+
+    from flask_querymem import QueryMem
+
+    from .models import Base, seed
+
+    sqlalchemy_ext = pytest.importorskip(
+        "flask_sqlalchemy", reason="Flask-SQLAlchemy is needed for the extension test"
+    )
+    with isolated_database(database_url, tmp_dir) as iso:
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY="x",
+            DEBUG=True,
+            QUERYMEM_ENABLED=True,
+            QUERYMEM_MEASURE="none",
+            QUERYMEM_MIN_SUGGEST_BYTES=0,
+            **iso.flask_config(),
+        )
+        db = sqlalchemy_ext.SQLAlchemy(model_class=Base)
+        db.init_app(app)
+        ext = QueryMem(app)
+        with app.app_context():
+            Base.metadata.create_all(db.engine)
+            seed(db.engine)
+        try:
+            yield app, db, ext
+        finally:
+            with app.app_context():
+                Base.metadata.drop_all(db.engine)
+                db.engine.dispose()

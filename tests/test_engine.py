@@ -12,12 +12,11 @@ import typing as t
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from sqlalchemy.orm import Session
 
-from flask_querymem import QueryMem, Report, profile
+from flask_querymem import Report, profile
 
-from .flask_helpers import isolated_database
+from .flask_helpers import seeded_querymem_app
 from .models import Address, Base, User, seed
 
 
@@ -132,22 +131,7 @@ def test_profiles_stopped_out_of_order_keep_working(session: Session) -> None:
 def test_profile_inside_a_request_profiled_by_the_extension(
     database_url: str, tmp_path: t.Any
 ) -> None:
-    SQLAlchemy = pytest.importorskip(
-        "flask_sqlalchemy", reason="Flask-SQLAlchemy is needed for the extension test"
-    ).SQLAlchemy
-    with isolated_database(database_url, str(tmp_path)) as iso:
-        app = Flask(__name__)
-        app.config.update(
-            SECRET_KEY="x",
-            DEBUG=True,
-            QUERYMEM_ENABLED=True,
-            QUERYMEM_MEASURE="none",
-            QUERYMEM_MIN_SUGGEST_BYTES=0,
-            **iso.flask_config(),
-        )
-        db = SQLAlchemy(model_class=Base)
-        db.init_app(app)
-        ext = QueryMem(app)
+    with seeded_querymem_app(database_url, str(tmp_path)) as (app, db, ext):
         inner_reports: list[Report] = []
 
         @app.route("/users")
@@ -157,25 +141,17 @@ def test_profile_inside_a_request_profiled_by_the_extension(
             inner_reports.append(inner)
             return ",".join(names)
 
+        body = app.test_client().get("/users").get_data(as_text=True)
+        assert body.startswith("user 1,user 2")
+        (inner,) = inner_reports
+        assert [e.model for q in inner.queries for e in q.entities] == ["User"]
+        assert inner.queries[0].entities[0].columns_read == ["name"]
         with app.app_context():
-            Base.metadata.create_all(db.engine)
-            seed(db.engine)
-        try:
-            body = app.test_client().get("/users").get_data(as_text=True)
-            assert body.startswith("user 1,user 2")
-            (inner,) = inner_reports
-            assert [e.model for q in inner.queries for e in q.entities] == ["User"]
-            assert inner.queries[0].entities[0].columns_read == ["name"]
-            with app.app_context():
-                (request_profile,) = ext.history(app)
-            assert request_profile.report is not None
-            outer_q = entity_query(request_profile.report)
-            assert outer_q.entities[0].count == 20
-            assert outer_q.entities[0].columns_read == ["name"]
-        finally:
-            with app.app_context():
-                Base.metadata.drop_all(db.engine)
-                db.engine.dispose()
+            (request_profile,) = ext.history(app)
+        assert request_profile.report is not None
+        outer_q = entity_query(request_profile.report)
+        assert outer_q.entities[0].count == 20
+        assert outer_q.entities[0].columns_read == ["name"]
 
 
 # --- item 4: async functions and last_report per context ----------------------------

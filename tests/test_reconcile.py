@@ -5,35 +5,23 @@ from __future__ import annotations
 
 import typing as t
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flask_querymem import profile
 from flask_querymem.analysis.reconcile import reconcile
 
-from .models import Base, EmailAddress, seed
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> t.Iterator[sa.Engine]:
-    eng = sa.create_engine(database_url)
-    Base.metadata.drop_all(eng)
-    Base.metadata.create_all(eng)
-    seed(eng)
-    yield eng
-    Base.metadata.drop_all(eng)
-    eng.dispose()
+from .models import EmailAddress
 
 
 def active_emails(session: Session) -> list[EmailAddress]:
     return session.query(EmailAddress).filter(EmailAddress.is_active).all()  # SHARED LINE
 
 
-def test_a_projection_another_profile_would_break_is_withdrawn(engine: sa.Engine) -> None:
-    with Session(engine) as s, profile(min_suggest_bytes=0) as addresses_page:
+def test_a_projection_another_profile_would_break_is_withdrawn(seeded_engine: sa.Engine) -> None:
+    with Session(seeded_engine) as s, profile(min_suggest_bytes=0) as addresses_page:
         addresses = [e.email_address for e in active_emails(s)]
-    with Session(engine) as s, profile(min_suggest_bytes=0) as names_page:
+    with Session(seeded_engine) as s, profile(min_suggest_bytes=0) as names_page:
         names = [e.full_name for e in active_emails(s)]  # a property of the model
     assert len(addresses) == len(names) > 0
     (q,) = addresses_page.queries
@@ -48,10 +36,12 @@ def test_a_projection_another_profile_would_break_is_withdrawn(engine: sa.Engine
     assert addresses_page.totals.estimated_savings_bytes == before - before
 
 
-def test_profiles_that_agree_keep_the_projection_and_count_callers(engine: sa.Engine) -> None:
-    with Session(engine) as s, profile(min_suggest_bytes=0) as first:
+def test_profiles_that_agree_keep_the_projection_and_count_callers(
+    seeded_engine: sa.Engine,
+) -> None:
+    with Session(seeded_engine) as s, profile(min_suggest_bytes=0) as first:
         [e.email_address for e in active_emails(s)]
-    with Session(engine) as s, profile(min_suggest_bytes=0) as second:
+    with Session(seeded_engine) as s, profile(min_suggest_bytes=0) as second:
         {e.email_address for e in active_emails(s)}
     reconcile(first, [("GET /other", second)])
     (q,) = first.queries
@@ -62,29 +52,9 @@ def test_profiles_that_agree_keep_the_projection_and_count_callers(engine: sa.En
 def test_the_extension_reconciles_across_its_request_history(
     database_url: str, tmp_path: t.Any
 ) -> None:
-    from flask import Flask
+    from .flask_helpers import seeded_querymem_app
 
-    from flask_querymem import QueryMem
-
-    SQLAlchemy = pytest.importorskip(
-        "flask_sqlalchemy", reason="Flask-SQLAlchemy is needed for the extension test"
-    ).SQLAlchemy
-
-    from .flask_helpers import isolated_database
-
-    with isolated_database(database_url, str(tmp_path)) as iso:
-        app = Flask(__name__)
-        app.config.update(
-            SECRET_KEY="x",
-            DEBUG=True,
-            QUERYMEM_ENABLED=True,
-            QUERYMEM_MEASURE="none",
-            QUERYMEM_MIN_SUGGEST_BYTES=0,
-            **iso.flask_config(),
-        )
-        db = SQLAlchemy(model_class=Base)
-        db.init_app(app)
-        ext = QueryMem(app)
+    with seeded_querymem_app(database_url, str(tmp_path)) as (app, db, ext):
 
         @app.route("/addresses")
         def addresses() -> str:
@@ -94,28 +64,20 @@ def test_the_extension_reconciles_across_its_request_history(
         def names() -> str:
             return ",".join(e.full_name for e in active_emails(db.session))
 
+        client = app.test_client()
+        assert client.get("/addresses").status_code == 200
         with app.app_context():
-            Base.metadata.create_all(db.engine)
-            seed(db.engine)
-        try:
-            client = app.test_client()
-            assert client.get("/addresses").status_code == 200
-            with app.app_context():
-                (first,) = ext.history(app)
-            assert first.report is not None
-            assert first.report.queries[0].suggestion is not None  # alone, it is safe
-            assert client.get("/names").status_code == 200
-            assert client.get("/addresses").status_code == 200
-            with app.app_context():
-                history = ext.history(app)
-            # the helper line serves /names too, which needs instances: no projection,
-            # neither in the new report nor, withdrawn afterwards, in the first one
-            for record in (history[0], history[2]):
-                assert record.report is not None
-                (q,) = record.report.queries
-                assert q.suggestion is None or q.suggestion.kind == "load_only"
-                assert q.suggestion is not None or "GET /names" in (q.note or "")
-        finally:
-            with app.app_context():
-                Base.metadata.drop_all(db.engine)
-                db.engine.dispose()
+            (first,) = ext.history(app)
+        assert first.report is not None
+        assert first.report.queries[0].suggestion is not None  # alone, it is safe
+        assert client.get("/names").status_code == 200
+        assert client.get("/addresses").status_code == 200
+        with app.app_context():
+            history = ext.history(app)
+        # the helper line serves /names too, which needs instances: no projection,
+        # neither in the new report nor, withdrawn afterwards, in the first one
+        for record in (history[0], history[2]):
+            assert record.report is not None
+            (q,) = record.report.queries
+            assert q.suggestion is None or q.suggestion.kind == "load_only"
+            assert q.suggestion is not None or "GET /names" in (q.note or "")

@@ -17,18 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from flask_querymem import _sa_compat as compat
 from flask_querymem import profile
 
-from .models import Base, User, seed
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> t.Iterator[sa.Engine]:
-    eng = sa.create_engine(database_url)
-    Base.metadata.drop_all(eng)
-    Base.metadata.create_all(eng)
-    seed(eng)
-    yield eng
-    Base.metadata.drop_all(eng)
-    eng.dispose()
+from .models import User
 
 
 class OldExecuteState:
@@ -53,8 +42,8 @@ def test_version_is_parsed() -> None:
     assert compat.SA_VERSION_INFO[:2] in ((2, 0), (2, 1))
 
 
-def test_from_statement_query_is_profiled_without_a_suggestion(engine: sa.Engine) -> None:
-    with Session(engine) as s, profile() as report:
+def test_from_statement_query_is_profiled_without_a_suggestion(seeded_engine: sa.Engine) -> None:
+    with Session(seeded_engine) as s, profile() as report:
         stmt = sa.select(User).from_statement(sa.text("SELECT * FROM qmt_user ORDER BY id"))
         names = [u.name for u in s.scalars(stmt)]
     assert len(names) == 20
@@ -64,16 +53,16 @@ def test_from_statement_query_is_profiled_without_a_suggestion(engine: sa.Engine
     assert q.suggestion is None  # a text() statement cannot be projected
 
 
-def test_selectin_load_is_tied_to_its_parent_query(engine: sa.Engine) -> None:
+def test_selectin_load_is_tied_to_its_parent_query(seeded_engine: sa.Engine) -> None:
     """2.0.0 does not copy execution options to selectin loads: the top-level
     query context ties them to their parent instead."""
-    with Session(engine) as s, profile() as report:
+    with Session(seeded_engine) as s, profile() as report:
         users = s.scalars(sa.select(User).options(selectinload(User.addresses))).all()
         n = sum(len(u.addresses) for u in users)
     assert n == 60 and report.errors == []
     parent = report.queries[0]
     loaded_alone = sum(e.estimated_bytes for e in parent.entities)
-    with Session(engine) as s, profile() as plain:
+    with Session(seeded_engine) as s, profile() as plain:
         s.scalars(sa.select(User)).all()
     # the filled collections are counted on the parent (about 0.9 KiB per user)
     assert loaded_alone > plain.queries[0].estimated_bytes + 20 * 700
