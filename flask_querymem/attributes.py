@@ -43,10 +43,10 @@ lazy_read: contextvars.ContextVar[tuple[t.Any, t.Any] | None] = contextvars.Cont
 class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
     """An ``InstrumentedAttribute`` that reports reads and writes to the active profile.
 
-    Each tracked descriptor gets a class of its own, named like this one
-    (``tracked_class``), whose ``_qm_sites`` holds the read sites already
-    recorded for it: ``f_lasti -> the reading code``. A read whose site is there
-    is skipped without a call. The sink (tracking.py) adds a site only when a
+    Each populating descriptor gets a class of its own, named like this one
+    (``tracked_class``), with its own ``__get__`` (``_own_get``) and its own
+    ``_qm_sites``: the read sites already recorded for it, ``f_lasti -> the
+    reading code``. A read whose site is there is skipped without a call. The sink (tracking.py) adds a site only when a
     later read there cannot add anything (the descriptor's class was loaded by
     a single profiled query, so the query is implied, and no instance of it was
     refreshed by another query), and ``forget_sites()`` empties them whenever
@@ -59,31 +59,6 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
     __slots__ = ()
     inherit_cache = True
     _qm_sites: t.ClassVar[dict[int, t.Any]] = {}  # never filled: see tracked_class()
-
-    def __get__(self, instance: t.Any, owner: t.Any) -> t.Any:
-        if instance is None:
-            return self
-        sink = _read_sink
-        if sink is not None:
-            f = _getframe(1)
-            if self._qm_sites.get(f.f_lasti) is not f.f_code:
-                sink(self, instance, f)
-        # A populated value is returned from the instance dict directly, as
-        # InstrumentedAttribute.__get__ does (its impl supports population: see
-        # TrackedUnpopulatedAttribute for the others); anything else goes through it.
-        try:
-            return instance.__dict__[self.key]
-        except KeyError:
-            pass
-        if sink is None:
-            return InstrumentedAttribute.__get__(self, instance, owner)
-        # Not loaded: a lazy load may run now. Its location is where this read
-        # is, so the statement listener can start looking there (tracking.py).
-        token = lazy_read.set((f, instance))
-        try:
-            return InstrumentedAttribute.__get__(self, instance, owner)
-        finally:
-            lazy_read.reset(token)
 
     def __set__(self, instance: t.Any, value: t.Any) -> None:
         sink = _write_sink
@@ -158,9 +133,9 @@ def _own_get(sites: dict[int, t.Any], key: str) -> t.Callable[..., t.Any]:
     )
 
 
-def tracked_class(key: str | None = None) -> type[TrackedAttribute]:
-    """A new class for one descriptor: ``TrackedAttribute`` with a site dict of its own
-    (and, given the descriptor's key, a ``__get__`` of its own: ``_own_get``)."""
+def tracked_class(key: str) -> type[TrackedAttribute]:
+    """A new class for the descriptor of ``key``: ``TrackedAttribute`` with a site
+    dict and a ``__get__`` (``_own_get``) of its own."""
     sites: dict[int, t.Any] = {}
     namespace: dict[str, t.Any] = {
         "__slots__": (),
@@ -168,9 +143,8 @@ def tracked_class(key: str | None = None) -> type[TrackedAttribute]:
         "__qualname__": "TrackedAttribute",
         "inherit_cache": True,
         "_qm_sites": sites,
+        "__get__": _own_get(sites, key),
     }
-    if key is not None:
-        namespace["__get__"] = _own_get(sites, key)
     cls: type[TrackedAttribute] = type("TrackedAttribute", (TrackedAttribute,), namespace)
     return cls
 
@@ -229,7 +203,9 @@ def instrument_manager(manager: t.Any) -> None:
                 impl = getattr(attr, "impl", None)
                 populates = getattr(impl, "supports_population", False)
                 try:
-                    attr.__class__ = tracked_class(attr.key) if populates else TrackedUnpopulatedAttribute
+                    attr.__class__ = (
+                        tracked_class(attr.key) if populates else TrackedUnpopulatedAttribute
+                    )
                 except TypeError:  # pragma: no cover - layout differs in a future SQLAlchemy
                     logger.debug("flask-querymem: cannot track %r", attr)
         _instrumented_managers.add(manager)
