@@ -175,3 +175,27 @@ def test_a_large_result_keeps_only_its_mean_sample_and_the_same_estimate(
     monkeypatch.setattr(tracking, "SETTLE_SAMPLES", 16)
     tracking._settle_samplers(ProfileRecord(queries=rec.queries), {rec.queries[-1].qid})
     assert len(shared.samples) > 1
+
+
+def test_each_tracked_descriptor_reads_through_its_own_code_and_returns_the_same_values(
+    session: Session,
+) -> None:
+    """One ``__get__`` code object per descriptor (attributes._own_get): CPython
+    specialises each read for one type, whichever process it is. Values read
+    while profiling and idle are SQLAlchemy's, and every column read is seen."""
+    from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+    with profile() as report:
+        users = session.scalars(sa.select(User).order_by(User.id)).all()
+        seen = [(u.id, u.name, u.bio) for u in users]
+    # by identity: copies of one code object compare equal
+    codes = {id(type(d).__get__.__code__) for d in (User.id, User.name, User.bio)}
+    assert len(codes) == 3
+    assert id(InstrumentedAttribute.__get__.__code__) not in codes
+    assert [(u.id, u.name, u.bio) for u in users] == seen  # idle: same values
+    expected = [
+        tuple(r) for r in session.execute(sa.select(User.id, User.name, User.bio).order_by(User.id))
+    ]
+    assert seen == expected
+    (q,) = [q for q in report.queries if q.entities]
+    assert set(q.entities[0].columns_read) == {"id", "name", "bio"}
