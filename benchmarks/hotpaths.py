@@ -55,9 +55,16 @@ class Item(ItemColumns, Base):
     __tablename__ = "bench_hot_item"
 
 
-class ItemPlain(Base):
-    """Item's table under a second class that no profile ever loads, so its
-    descriptors stay SQLAlchemy's own while Item's are flask-querymem's."""
+class PlainBase(DeclarativeBase):
+    """A registry of its own: flask-querymem watches every class of a registry
+    one of whose classes a profile loaded, so a class of ``Base`` would get
+    its descriptors too, and "without" would time flask-querymem's."""
+
+
+class ItemPlain(PlainBase):
+    """Item's table under a class of another registry that no profile ever
+    loads, so its descriptors stay SQLAlchemy's own while Item's are
+    flask-querymem's."""
 
     __table__ = Item.__table__
 
