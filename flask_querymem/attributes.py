@@ -46,11 +46,12 @@ class TrackedAttribute(InstrumentedAttribute):  # type: ignore[type-arg]
     Each populating descriptor gets a class of its own, named like this one
     (``tracked_class``), with its own ``__get__`` (``_own_get``) and its own
     ``_qm_sites``: the read sites already recorded for it, ``f_lasti -> the
-    reading code``. A read whose site is there is skipped without a call. The sink (tracking.py) adds a site only when a
-    later read there cannot add anything (the descriptor's class was loaded by
-    a single profiled query, so the query is implied, and no instance of it was
-    refreshed by another query), and ``forget_sites()`` empties them whenever
-    that stops being true and when the last profile ends. Every other read goes
+    reading code``. A read whose site is there is skipped without a call. The
+    sink (tracking.py) adds a site only when a later read there cannot add
+    anything (the descriptor's class was loaded by a single profiled query, so
+    the query is implied, and no instance of it was refreshed by another
+    query), and ``forget_sites()`` empties them whenever that stops being true
+    and when the last profile ends. Every other read goes
     to the sink, so a column read for 1 row in 500 is still seen. (A class
     attribute costs less than a ``(lasti, descriptor)`` key in a shared dict:
     no tuple to build and hash on every read.)

@@ -89,7 +89,15 @@ def usage_of(
     qs = list(queries)
     reads: list[tuple[type, str, t.Any]] = list(extra_reads)
     sites: dict[tuple[int, int], tuple[tuple[t.Any, int, str], ...]] = {}
+    # Executions of one statement from one place share one dict of reads, sites
+    # and uses (tracking's _new_entity): each distinct dict is read once, so
+    # this grows with statements, not with executions (an N+1 loop's 1,000).
+    seen_reads: set[int] = set()
+    seen_uses: set[int] = set()
     for q in qs:
+        if id(q.reads) in seen_reads:
+            continue
+        seen_reads.add(id(q.reads))
         for rkey, code in q.reads.items():
             reads.append((rkey[0], rkey[1], code))
             if rkey[0] is cls:
@@ -111,6 +119,9 @@ def usage_of(
         for wcls, key in q.writes:
             if wcls is cls:
                 u.written.add(key)
+        if id(q.uses) in seen_uses:
+            continue
+        seen_uses.add(id(q.uses))
         for (ucls, what, _), code in q.uses.items():
             if (ucls is cls or issubclass(ucls, cls)) and not _internal_code(code):
                 if code in info.codes and not what.startswith("__"):
