@@ -27,8 +27,14 @@ _query_ids = itertools.count(1)
 #: and this many, each standing for an equal share of the instances. Even.
 MAX_SAMPLES = 32
 #: The first instances of a class have larger ``__dict__``s (CPython key sharing
-#: settles after a few); skip them once later ones are available.
+#: settles after a few); skip them once later ones are available. Only while
+#: the class is new in the process: once a result of it got past its warm-up,
+#: later results have none (``EntityRecord.warmup``; tracking's ``_new_entity``).
 WARMUP_INSTANCES = 8
+#: Instances per cell when the cells start (after the warm-up, if any): a
+#: result of 10 rows sizes 5 of them, not 10 (small pages pay per sized
+#: instance too); large results double the stride anyway.
+FIRST_STRIDE = 2
 
 
 @dataclass
@@ -37,9 +43,11 @@ class EntityRecord:
 
     Sampling, called as each instance loads with the total unknown (tracking's
     ``_count``: ``if ent.count >= ent.next_sample: ent.add_sample(size)``):
-    the first ``WARMUP_INSTANCES`` are all sized (``warmup_samples``); after
-    them, a systematic sample of every ``sample_stride``-th instance, one
-    *cell* of ``sample_stride`` consecutive instances per sample. When
+    the first ``warmup`` instances are all sized (``warmup_samples``;
+    ``WARMUP_INSTANCES`` while the class is new in the process, else none);
+    after them, a systematic sample of every ``sample_stride``-th instance
+    (``FIRST_STRIDE`` at first), one *cell* of ``sample_stride`` consecutive
+    instances per sample. When
     ``MAX_SAMPLES`` cells are kept and another sample is due, the stride
     doubles and each pair of neighbouring cells becomes one. A cell's estimate
     is the mean of the samples taken in it, the result's the mean of its
@@ -55,7 +63,8 @@ class EntityRecord:
     count: int = 0
     refreshed: int = 0  # of ``count``: rows already in the session, refreshed by this query
     next_sample: int = 1  # the ``count`` at which the next instance is to be sized
-    sample_stride: int = 1  # instances per cell (after the warm-up)
+    sample_stride: int = FIRST_STRIDE  # instances per cell (after the warm-up)
+    warmup: int = WARMUP_INSTANCES  # instances sized one by one before the cells
     columns_loaded: set[str] = field(default_factory=set)
     samples: list[InstanceSize] = field(default_factory=list)  # after the warm-up, in order
     sample_cells: list[int] = field(default_factory=list)  # samples per cell, in order
@@ -68,7 +77,7 @@ class EntityRecord:
 
     def add_sample(self, size: InstanceSize) -> None:
         """Keep the size of instance number ``count`` (it was due: ``count >= next_sample``)."""
-        if self.count <= WARMUP_INSTANCES:
+        if self.count <= self.warmup:
             self.warmup_samples.append(size)
             self.next_sample = self.count + 1
             return

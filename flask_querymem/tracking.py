@@ -39,7 +39,7 @@ from . import _sa_compat as compat
 from . import attributes, classify, object_uses
 from .location import find_location, is_library_path
 from .memory import InstanceSize, measure_instance, shared_value_keys
-from .record import EntityRecord, ProfileRecord, QueryRecord
+from .record import WARMUP_INSTANCES, EntityRecord, ProfileRecord, QueryRecord
 
 logger = logging.getLogger("flask_querymem")
 
@@ -329,7 +329,7 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
         keys = _mapper_keys(state.manager.mapper)
-        sampler = EntityRecord(cls)
+        sampler = EntityRecord(cls, warmup=0 if keys[4] else WARMUP_INSTANCES)
         sampler.shared_keys = keys[2]
         if site is not None:
             shared = rec.samplers[site] = (sampler, [], q, keys)
@@ -374,7 +374,8 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
 
 
 # mapper -> [column keys, collection keys, memory.shared_value_keys, the
-# _instrumentation under which its class was instrumented (0: not yet)]
+# _instrumentation under which its class was instrumented (0: not yet), whether
+# a result of it got past its warm-up in this process]
 _mapper_key_cache: weakref.WeakKeyDictionary[t.Any, list[t.Any]] = weakref.WeakKeyDictionary()
 _instrumentation = 1  # incremented by uninstall(), which undoes every instrumentation
 
@@ -387,6 +388,7 @@ def _mapper_keys(mapper: t.Any) -> list[t.Any]:
             tuple(r.key for r in mapper.relationships if r.uselist),
             shared_value_keys(mapper),
             0,
+            False,
         ]
     return keys
 
@@ -465,6 +467,10 @@ def _sample(ent: EntityRecord, state: t.Any) -> None:
     )
     sampler.columns_loaded.update(size.values)
     sampler.add_sample(size)
+    if sampler.warmup and sampler.count > sampler.warmup:
+        # Past its warm-up: the class's instance dicts have settled in this
+        # process, so its later results need none (record.WARMUP_INSTANCES).
+        _mapper_keys(state.manager.mapper)[4] = True
 
 
 def _count(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:

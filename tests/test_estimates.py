@@ -17,6 +17,7 @@ import contextlib
 import enum
 import gc
 import json
+import math
 import subprocess
 import sys
 import tracemalloc
@@ -45,6 +46,7 @@ from flask_querymem.memory import (
     value_bytes,
 )
 from flask_querymem.record import (
+    FIRST_STRIDE,
     MAX_SAMPLES,
     WARMUP_INSTANCES,
     EntityRecord,
@@ -297,10 +299,11 @@ def test_deferred_overhead_counts_the_callables_dict_and_the_state_growth() -> N
 # --- 2. sampling spread over the whole result ------------------------------------
 
 
-def simulate(n: int) -> tuple[EntityRecord, int]:
+def simulate(n: int, warmup: int = WARMUP_INSTANCES) -> tuple[EntityRecord, int]:
     """Drive ``EntityRecord`` as tracking's ``_count`` does for ``n`` instances,
-    each sized as its own position; returns it and how many were sized."""
-    ent = EntityRecord(object)
+    each sized as its own position; returns it and how many were sized.
+    ``warmup``: 0 once the class is settled in the process (tracking's ``_sample``)."""
+    ent = EntityRecord(object, warmup=warmup)
     sized = 0
     for _ in range(n):
         ent.count += 1
@@ -310,17 +313,18 @@ def simulate(n: int) -> tuple[EntityRecord, int]:
     return ent, sized
 
 
-@pytest.mark.parametrize("n", [1, 20, 21, 300, 5_000, 100_000])
-def test_samples_are_evenly_spread_over_the_whole_result(n: int) -> None:
-    ent, sized = simulate(n)
-    assert [s.overhead for s in ent.warmup_samples] == list(range(1, min(n, WARMUP_INSTANCES) + 1))
+@pytest.mark.parametrize("warmup", [WARMUP_INSTANCES, 0])
+@pytest.mark.parametrize("n", [1, 10, 20, 21, 300, 5_000, 100_000])
+def test_samples_are_evenly_spread_over_the_whole_result(n: int, warmup: int) -> None:
+    ent, sized = simulate(n, warmup)
+    assert [s.overhead for s in ent.warmup_samples] == list(range(1, min(n, warmup) + 1))
     assert sized == len(ent.warmup_samples) + len(ent.samples)  # no measurement thrown away
-    if n <= WARMUP_INSTANCES:
+    if n <= warmup:
         assert ent.samples == [] and ent.weighted_samples() == []
         return
     # Cell j stands for the ``stride`` consecutive instances from first + j x stride:
     # the samples taken in it lie there, and the cells reach the last instance.
-    first, stride, cells = WARMUP_INSTANCES + 1, ent.sample_stride, ent.sample_cells
+    first, stride, cells = warmup + 1, ent.sample_stride, ent.sample_cells
     assert sum(cells) == len(ent.samples)
     i = 0
     for j, m in enumerate(cells):
@@ -329,16 +333,19 @@ def test_samples_are_evenly_spread_over_the_whole_result(n: int) -> None:
         i += m
     assert n < first + len(cells) * stride
     assert len(cells) <= MAX_SAMPLES
-    if n >= first + MAX_SAMPLES:
+    if n >= first + MAX_SAMPLES * FIRST_STRIDE:
         assert len(cells) > MAX_SAMPLES // 2
     # the weighted mean is the mean position of the instances after the warm-up
     weighted = ent.weighted_samples()
     assert sum(w for w, _ in weighted) == pytest.approx(1.0)
     mean = sum(w * s.overhead for w, s in weighted)
     assert abs(mean - (first + n) / 2) <= stride
-    # bounded cost: MAX_SAMPLES / 2 instances sized per doubling of the result
-    doublings = stride.bit_length() - 1
+    # bounded cost: MAX_SAMPLES / 2 instances sized per doubling of the result,
+    # and every FIRST_STRIDE-th before the first doubling (10 rows: 5 sized)
+    doublings = (stride // FIRST_STRIDE).bit_length() - 1
     assert len(ent.samples) == len(cells) + MAX_SAMPLES // 2 * doublings
+    if not doublings:
+        assert len(ent.samples) == math.ceil((n - warmup) / FIRST_STRIDE)
 
 
 def test_old_sampling_front_loading_is_gone() -> None:
@@ -463,3 +470,26 @@ def test_projected_rows_use_the_fetched_count_when_known() -> None:
     assert projected_rows(20, None) == 20  # unknown: one row per instance
     assert projected_rows(20, -1) == 20  # sqlite3 / server-side cursors say -1
     assert projected_rows(20, 60) == 60  # a join that returned 3 rows per instance
+
+
+def test_a_class_past_its_warm_up_samples_later_results_from_their_first_row(
+    db: sa.Engine,
+) -> None:
+    """The warm-up (the first instances' dicts are larger) is needed once per class
+    and process: later results size every FIRST_STRIDE-th row from the first,
+    so a 10-row page sizes 5 rows, and their estimate still holds."""
+    stmt = sa.select(Account).order_by(Account.id).limit(30)
+    with Session(db) as session, recording() as rec:
+        session.scalars(stmt).all()  # past the warm-up, whether or not an earlier test was
+        session.expunge_all()
+        session.scalars(stmt).all()  # another line: a sampler of its own
+        session.expunge_all()
+        session.scalars(stmt.limit(10)).all()
+    first, second, small = (q.entities[Account] for q in rec.queries if Account in q.entities)
+    assert first.count == second.count == 30 and small.count == 10
+    assert second.warmup_samples == [] and small.warmup_samples == []
+    assert len(second.samples) == 30 // FIRST_STRIDE  # rows 1, 3, 5, ...
+    assert len(small.samples) == 10 // FIRST_STRIDE
+    assert entity_size(second).per_instance == pytest.approx(
+        entity_size(first).per_instance, rel=0.05
+    )
