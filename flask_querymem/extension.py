@@ -307,15 +307,14 @@ class QueryMem:
             state.app_roots = app_roots_for(app)
 
         from .profiler import Profiler
-        from .replay import CapturedRequest
+        from .replay import RequestSnapshot
 
         config = app.config
         measure = config["QUERYMEM_MEASURE"]
         profile = RequestProfile(
             method=req.method, path=req.path, started_at=time.time(), measure=measure
         )
-        captured = CapturedRequest.from_request(req)
-        profile.request_data = captured.to_dict() if captured is not None else None
+        profile.keep_request(RequestSnapshot.take(req))
         measurement = RequestMeasurement(measure)
         try:
             profiler = Profiler(

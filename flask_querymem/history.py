@@ -57,9 +57,10 @@ class RequestProfile:
     tracemalloc_retained_bytes: int | None = None
     overlapping: int = 0
     error: str | None = None
-    #: The request itself, to replay it (``replay.CapturedRequest.to_dict()``);
-    #: None when it was not kept (a body over ``replay.MAX_BODY_BYTES``).
-    request_data: dict[str, t.Any] | None = None
+    # The request itself, to replay it: see ``request_data``.
+    _request_data: dict[str, t.Any] | None = dataclasses.field(default=None, repr=False)
+    # Or, until read, the snapshot it is made from (``keep_request``).
+    _request_snapshot: t.Any = dataclasses.field(default=None, repr=False, compare=False)
     # The totals, or how to take them (``set_pending``): see ``summary``.
     _summary: dict[str, int] | None = dataclasses.field(default=None, repr=False, compare=False)
     _summarise: t.Callable[[], dict[str, int]] | None = dataclasses.field(
@@ -76,6 +77,28 @@ class RequestProfile:
     _catch_up: t.Callable[[], None] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+
+    @property
+    def request_data(self) -> dict[str, t.Any] | None:
+        """The request itself, to replay it (``replay.CapturedRequest.to_dict()``);
+        None when it was not kept (a body over ``replay.MAX_BODY_BYTES``). Made
+        from the request's snapshot when first read (a replay, the history's
+        JSON), not on every request."""
+        snapshot = self._request_snapshot
+        if snapshot is not None:
+            self._request_data = snapshot.captured().to_dict()
+            self._request_snapshot = None
+        return self._request_data
+
+    @request_data.setter
+    def request_data(self, value: dict[str, t.Any] | None) -> None:
+        self._request_snapshot = None
+        self._request_data = value
+
+    def keep_request(self, snapshot: t.Any) -> None:
+        """Keep ``snapshot`` (a ``replay.RequestSnapshot``, or None: not kept)."""
+        self._request_data = None
+        self._request_snapshot = snapshot
 
     @property
     def report(self) -> Report | None:
@@ -143,7 +166,7 @@ class RequestProfile:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if not f.name.startswith("_") and f.name != "request_data"
+            if not f.name.startswith("_")
         }
 
     def to_dict(self) -> dict[str, t.Any]:
@@ -158,7 +181,11 @@ class RequestProfile:
         names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
         known = {k: v for k, v in data.items() if k in names}
         report = data.get("report")
-        return cls(**known, _report=Report.from_dict(report) if report else None)
+        return cls(
+            **known,
+            _report=Report.from_dict(report) if report else None,
+            _request_data=data.get("request_data"),
+        )
 
 
 class HistoryStore(t.Protocol):

@@ -84,20 +84,8 @@ class CapturedRequest:
     @classmethod
     def from_request(cls, request: Request) -> CapturedRequest | None:
         """The request, or None when its body is too large to keep."""
-        length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            return None
-        body = request.get_data(cache=True) if length else b""
-        if len(body) > MAX_BODY_BYTES:
-            return None
-        return cls(
-            method=request.method,
-            path=request.path,
-            query_string=request.query_string.decode("latin-1"),
-            headers=[(k, v) for k, v in request.headers.items() if k not in _DROPPED],
-            body=body,
-            base_url=request.host_url,
-        )
+        snapshot = RequestSnapshot.take(request)
+        return snapshot.captured() if snapshot is not None else None
 
     @classmethod
     def get(cls, url_path: str) -> CapturedRequest:
@@ -124,6 +112,68 @@ class CapturedRequest:
             headers=[(str(k), str(v)) for k, v in data.get("headers") or ()],
             body=base64.b64decode(data.get("body") or ""),
             base_url=str(data.get("base_url") or "http://localhost/"),
+        )
+
+
+#: WSGI environ entries a replay needs besides the ``HTTP_*`` headers.
+_ENVIRON_KEYS = frozenset(
+    {
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "wsgi.url_scheme",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSnapshot:
+    """A request as taken while it runs: the text of its WSGI environ that a
+    replay needs, and its body.
+
+    Taken on every profiled request, so it must cost little: copying those
+    entries is a few hundred bytecodes, while building a ``CapturedRequest``
+    (werkzeug's header view and host URL) costs several times more and is only
+    needed when a replay or the history's JSON asks (``captured``). Only
+    strings are kept: never the request object or its stream.
+    """
+
+    environ: dict[str, str]
+    body: bytes = b""
+
+    @classmethod
+    def take(cls, request: Request) -> RequestSnapshot | None:
+        """The request, or None when its body is too large to keep."""
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            return None
+        body = request.get_data(cache=True) if length else b""
+        if len(body) > MAX_BODY_BYTES:
+            return None
+        keys = _ENVIRON_KEYS
+        environ = {
+            k: v
+            for k, v in request.environ.items()
+            if type(v) is str and (k[:5] == "HTTP_" or k in keys)
+        }
+        return cls(environ, body)
+
+    def captured(self) -> CapturedRequest:
+        from werkzeug.wrappers import Request
+
+        request = Request(self.environ)
+        return CapturedRequest(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string.decode("latin-1"),
+            headers=[(k, v) for k, v in request.headers.items() if k not in _DROPPED],
+            body=self.body,
+            base_url=request.host_url,
         )
 
 

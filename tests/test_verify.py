@@ -374,3 +374,51 @@ def test_a_token_sharing_a_first_character_by_chance_is_masked_whole() -> None:
     assert same, detail
     same, detail = compare_outputs(first, second, "<p>generated 7d04aa</p>user 1,user 3")
     assert not same and detail is not None and "differs" in detail
+
+
+def test_a_request_snapshot_keeps_only_text_and_replays_the_same_request() -> None:
+    """Taken on every profiled request (cheap); the replayable request is made
+    from it only when read, and is the request as it came in."""
+    from flask import Flask, request
+
+    from flask_querymem.history import RequestProfile
+    from flask_querymem.replay import CapturedRequest, RequestSnapshot
+
+    app = Flask(__name__)
+    taken: list[t.Any] = []
+
+    @app.post("/orders/<int:n>")
+    def order(n: int) -> str:
+        taken.append((RequestSnapshot.take(request), CapturedRequest.from_request(request)))
+        return "ok"
+
+    client = app.test_client()
+    response = client.post(
+        "/orders/7?sort=desc&q=%C3%A9",
+        data=b'{"qty": 2}',
+        headers={"Content-Type": "application/json", "X-Trace": "abc"},
+        environ_base={"SCRIPT_NAME": "/shop", "wsgi.errors": object()},
+        base_url="https://example.test/shop/",
+    )
+    assert response.status_code == 200
+    ((snapshot, direct),) = taken
+    assert snapshot is not None and direct is not None
+    assert all(type(v) is str for v in snapshot.environ.values())
+    captured = snapshot.captured()
+    assert captured == direct
+    assert (captured.method, captured.path, captured.query_string) == (
+        "POST",
+        "/orders/7",
+        "sort=desc&q=%C3%A9",
+    )
+    assert captured.body == b'{"qty": 2}'
+    assert captured.base_url == "https://example.test/"  # host_url, as before
+    assert ("X-Trace", "abc") in captured.headers
+    assert ("Content-Type", "application/json") in captured.headers
+
+    profile = RequestProfile(method="POST", path="/orders/7", started_at=0.0)
+    profile.keep_request(snapshot)
+    assert profile.request_data == captured.to_dict()  # made when read
+    again = RequestProfile.from_dict(profile.to_dict())
+    assert again.request_data == captured.to_dict()
+    assert CapturedRequest.from_dict(again.request_data) == captured
