@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import dataclasses
+import operator
 import typing as t
 import weakref
 
@@ -131,6 +132,9 @@ _ENVIRON_KEYS = frozenset(
 )
 
 
+_is_header = operator.methodcaller("startswith", "HTTP_")
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestSnapshot:
     """A request as taken while it runs: the text of its WSGI environ that a
@@ -155,12 +159,10 @@ class RequestSnapshot:
         body = request.get_data(cache=True) if length else b""
         if len(body) > MAX_BODY_BYTES:
             return None
-        keys = _ENVIRON_KEYS
-        environ = {
-            k: v
-            for k, v in request.environ.items()
-            if type(v) is str and (k[:5] == "HTTP_" or k in keys)
-        }
+        env = request.environ
+        # The other entries are skipped in C (a WSGI server may put a hundred there).
+        keys = [*(_ENVIRON_KEYS & env.keys()), *filter(_is_header, env)]
+        environ = {k: v for k in keys if type(v := env[k]) is str}
         return cls(environ, body)
 
     def captured(self) -> CapturedRequest:
