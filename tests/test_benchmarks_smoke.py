@@ -20,6 +20,7 @@ CASES = {
     "accuracy": ["--rows", "200"],
     "overhead": ["--sizes", "50,100", "--rounds", "1", "--min-seconds", "0"],
     "hotpaths": ["--rows", "200", "--repeat", "1"],
+    "bytecodes": ["--shape", "items10", "--shape", "jsonapi", "--requests", "1", "--top", "3"],
     "shapes": ["--quick", "--memory", "--scale", "0.01", "--overhead-size", "200", "--rounds", "1"],
 }
 # every page shape of shapes.py: each must get a row in its results table
