@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bytecodes: {redact_url(url)}; shapes.py's pages, {args.toolbar} toolbar")
     print(f"machine: {machine_description(engine)}")
     engine.dispose()
-    print(f"flask-querymem at {git_commit(HERE)}")
+    import flask_querymem  # the copy the workers import too (PYTHONPATH)
+
+    print(f"flask-querymem at {git_commit(os.path.dirname(flask_querymem.__file__))}")
     sizes = shapes.sizes_for(args.scale, 1000)
     summary: list[str] = []
     if args.cachegrind and shutil.which("valgrind") is None:
