@@ -132,6 +132,24 @@ def temp_sqlite_url(name: str) -> tuple[str, tempfile.TemporaryDirectory[str]]:
     return "sqlite:///" + os.path.join(tmp.name, name), tmp
 
 
+def url_or_temp(url: str | None, name: str) -> tuple[str, tempfile.TemporaryDirectory[str] | None]:
+    """``url`` (``--database-url``), or a SQLite file ``name`` in a fresh temporary
+    folder, which the caller keeps (and cleans up) as the second value."""
+    if url:
+        return url, None
+    return temp_sqlite_url(name)
+
+
+def print_header(url: str, title: str) -> None:
+    """The first two lines of a script's output: what it runs on, and the machine."""
+    engine = sa.create_engine(url)
+    try:
+        print(f"{title.format(url=redact_url(url))}")
+        print(f"machine: {machine_description(engine)}")
+    finally:
+        engine.dispose()
+
+
 def git_commit(path: str | None = None) -> str:
     """Short commit of the checkout holding ``path`` (default: this folder), plus
     ``+dirty`` when tracked files under ``flask_querymem/`` differ from it."""

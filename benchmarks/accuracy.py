@@ -53,7 +53,7 @@ from _common import (
     print_table,
     redact_url,
     retained_bytes,
-    temp_sqlite_url,
+    url_or_temp,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -892,10 +892,7 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to run: no shapes and no items", file=sys.stderr)
         return 2
 
-    tmp = None
-    url = args.database_url
-    if not url:
-        url, tmp = temp_sqlite_url("accuracy.sqlite")
+    url, tmp = url_or_temp(args.database_url, "accuracy.sqlite")
     engine = sa.create_engine(url)
     print(f"accuracy: {redact_url(url)}")
     print(f"machine: {machine_description(engine)}")

@@ -40,8 +40,7 @@ import sys
 import tempfile
 import typing as t
 
-import sqlalchemy as sa
-from _common import git_commit, machine_description, print_table, redact_url, temp_sqlite_url
+from _common import git_commit, print_header, print_table, url_or_temp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_SHAPES = ("items10", "jsonapi", "items1k")
@@ -212,14 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, HERE)
     import shapes
 
-    tmp = None
-    url = args.database_url
-    if not url:
-        url, tmp = temp_sqlite_url("bytecodes.sqlite")
-    engine = sa.create_engine(url)
-    print(f"bytecodes: {redact_url(url)}; shapes.py's pages, {args.toolbar} toolbar")
-    print(f"machine: {machine_description(engine)}")
-    engine.dispose()
+    url, tmp = url_or_temp(args.database_url, "bytecodes.sqlite")
+    print_header(url, "bytecodes: {url}; shapes.py's pages, " + f"{args.toolbar} toolbar")
     import flask_querymem  # the copy the workers import too (PYTHONPATH)
 
     print(f"flask-querymem at {git_commit(os.path.dirname(flask_querymem.__file__))}")

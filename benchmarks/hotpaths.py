@@ -38,7 +38,7 @@ import typing as t
 
 import jinja2
 import sqlalchemy as sa
-from _common import ItemColumns, machine_description, print_table, redact_url, temp_sqlite_url
+from _common import ItemColumns, machine_description, print_table, redact_url, url_or_temp
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import flask_querymem
@@ -291,10 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 200 or args.repeat < 1:
         print("--rows must be at least 200 and --repeat at least 1", file=sys.stderr)
         return 2
-    tmp = None
-    url = args.database_url
-    if not url:
-        url, tmp = temp_sqlite_url("hotpaths.sqlite")
+    url, tmp = url_or_temp(args.database_url, "hotpaths.sqlite")
     engine = sa.create_engine(url)
     print(f"hotpaths: {redact_url(url)}, {args.rows} entities, fastest of {3 * args.repeat} runs")
     print(f"machine: {machine_description(engine)}")

@@ -40,7 +40,7 @@ from _common import (
     redact_url,
     retained_bytes,
     rss_increment_bytes,
-    temp_sqlite_url,
+    url_or_temp,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--rows must be at least 1", file=sys.stderr)
         return 2
 
-    tmp = None
-    url = args.database_url
-    if not url:
-        url, tmp = temp_sqlite_url("seed_table.sqlite")
+    url, tmp = url_or_temp(args.database_url, "seed_table.sqlite")
     engine = sa.create_engine(url)
     print(f"seed_table: {redact_url(url)}, {args.rows} bounced addresses")
     print(f"machine: {machine_description(engine)}")

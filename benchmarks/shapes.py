@@ -68,12 +68,11 @@ from _common import (
     fmt_bytes,
     fmt_quartiles,
     git_commit,
-    machine_description,
+    print_header,
     print_table,
     quartiles,
-    redact_url,
     retained_bytes,
-    temp_sqlite_url,
+    url_or_temp,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -1083,14 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sizes_for(args.scale, args.overhead_size)
     shapes = [s for s in SHAPES if not args.only or s.name in args.only]
 
-    tmp = None
-    url = args.database_url
-    if not url:
-        url, tmp = temp_sqlite_url("shapes.sqlite")
-    engine = sa.create_engine(url)
-    print(f"shapes: {redact_url(url)}; Flask test client; one worker process per configuration")
-    print(f"machine: {machine_description(engine)}")
-    engine.dispose()
+    url, tmp = url_or_temp(args.database_url, "shapes.sqlite")
+    print_header(url, "shapes: {url}; Flask test client; one worker process per configuration")
     print(f"flask-querymem at {git_commit(HERE)}; JSON page serializer: {serializer_name()}")
     budget = (
         f"{args.rounds} rounds"
