@@ -903,6 +903,7 @@ def report(results: list[ShapeResult], args: argparse.Namespace, elapsed: float)
         rows,
     )
     c_a_res = [r for r in results if r.shape.c_a]
+    noise: float | None = None
     if c_a_res:
         c_a_cpu = [x for r in c_a_res for x in r.ratios("C", "A", "cpu")]
         c_a_wall = [x for r in c_a_res for x in r.ratios("C", "A", "wall")]
@@ -919,6 +920,14 @@ def report(results: list[ShapeResult], args: argparse.Namespace, elapsed: float)
                 f"{fmt_quartiles(r.ratios('C', 'A', 'cpu'), 3)}"
             )
         goals.append(Goal("C/A CPU, pooled", c_a_cpu, GOAL_C_A))
+        # C installs nothing (debug off): how far its quartiles stray from 1 is
+        # what this run's machine does to a ratio by itself.
+        q1, _, q3 = quartiles(c_a_cpu)
+        noise = max(abs(q1 - 1.0), abs(q3 - 1.0))
+        print(
+            f"noise: C/A (a configuration that installs nothing) spans {q1:.3f}..{q3:.3f}: "
+            f"a D/B within {noise:.1%} of its goal is within this run's noise"
+        )
 
     if args.memory:
         print(
@@ -983,6 +992,7 @@ def report(results: list[ShapeResult], args: argparse.Namespace, elapsed: float)
     print(
         f"summary: worst ratio {worst[0]:.2f} ({worst[1]}, {worst[2]}); goals met: "
         f"{len(goals) - len(unmet)}/{len(goals)}"
+        + (f"; noise (C/A quartiles) ±{noise:.1%}" if noise is not None else "")
         + ("; unmet: " + "; ".join(g.what for g in unmet) if unmet else "")
     )
 
