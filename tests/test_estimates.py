@@ -493,3 +493,35 @@ def test_a_class_past_its_warm_up_samples_later_results_from_their_first_row(
     assert entity_size(second).per_instance == pytest.approx(
         entity_size(first).per_instance, rel=0.05
     )
+
+
+def test_entity_size_is_the_weighted_mean_of_the_samples_exactly() -> None:
+    """The per-column means are summed in C (``sizing.entity_size``): the same
+    floats as the plain weighted sums, with warm-up samples and missing columns."""
+    import random
+
+    rng = random.Random(7)
+    ent, _ = simulate(700)
+    ent.warmup_samples = [
+        InstanceSize(900.0 + i, {"a": rng.randint(30, 90), "b": 8}) for i in range(WARMUP_INSTANCES)
+    ]
+    ent.samples = [
+        InstanceSize(700.0 + i, {"a": rng.random() * 100, **({"c": i} if i % 3 else {})})
+        for i in range(len(ent.samples))
+    ]
+    ent.count = 700
+    weighted = ent.weighted_samples()
+    later, total = ent.count - WARMUP_INSTANCES, ent.count
+    expected = {
+        k: (
+            later * sum(w * s.values.get(k, 0) for w, s in weighted)
+            + sum(s.values.get(k, 0) for s in ent.warmup_samples)
+        )
+        / total
+        for k in ("a", "b", "c")
+    }
+    size = entity_size(ent)
+    assert size.per_value == expected  # exactly
+    overhead = sum(w * s.overhead for w, s in weighted)
+    # summed over the columns in set order: equal up to the order of the additions
+    assert size.per_instance == pytest.approx(overhead + sum(expected.values()), rel=1e-12)
