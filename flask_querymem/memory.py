@@ -130,29 +130,28 @@ def measure_instance(
         if coll is not None:  # an eagerly loaded collection (joinedload)
             overhead += collection_bytes(coll)
     values: dict[str, float] = {}
-    if shared is None:
-        shared = shared_value_keys(state.manager.mapper)
     plain = _PLAIN_TYPES
     get = dict_.get
+    # value_bytes(), with its commonest cases first and inline (same results);
+    # an absent column (deferred, expired) gets no entry
     for k in column_keys:
         v = get(k, _ABSENT)
-        if v is _ABSENT:
-            continue
-        if k in shared:
-            values[k] = 0
-            continue
-        # value_bytes(), with its commonest cases inline (same results)
         tp = type(v)
         if tp is str:
-            values[k] = 0 if len(v) <= 1 and (not v or ord(v) < 256) else getsizeof(v)
-        elif v is None:
-            values[k] = 0
+            values[k] = getsizeof(v) if len(v) > 1 or (v and ord(v) > 255) else 0
         elif tp is int:
             values[k] = 0 if -5 <= v <= 256 else getsizeof(v)
+        elif v is None:
+            values[k] = 0
         elif tp in plain:
             values[k] = getsizeof(v)
-        else:
+        elif v is not _ABSENT:
             values[k] = value_bytes(v)
+    if shared is None:
+        shared = shared_value_keys(state.manager.mapper)
+    if shared:
+        for k in shared.intersection(values):
+            values[k] = 0  # one object for every row (an Enum's members)
     return InstanceSize(overhead, values)
 
 

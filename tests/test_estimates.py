@@ -525,3 +525,31 @@ def test_entity_size_is_the_weighted_mean_of_the_samples_exactly() -> None:
     overhead = sum(w * s.overhead for w, s in weighted)
     # summed over the columns in set order: equal up to the order of the additions
     assert size.per_instance == pytest.approx(overhead + sum(expected.values()), rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["", "a", "\xe9", "\u20ac", "ab", "a" * 300, "\u20ac\u20ac", None])
+def test_measure_instance_values_are_value_bytes(db: sa.Engine, text: t.Optional[str]) -> None:  # noqa: UP045
+    """measure_instance inlines value_bytes' common cases: every column's figure is
+    value_bytes of its value (0 for a shared Enum value), and an absent column has none."""
+    from sqlalchemy import inspect
+
+    from flask_querymem.memory import measure_instance, shared_value_keys
+
+    with Session(db) as session:
+        acc = session.scalars(sa.select(Account).order_by(Account.id).limit(1)).one()
+        tagged = session.scalars(sa.select(Tagged).limit(1)).one()
+        acc.bio = text  # type: ignore[assignment]
+        acc.visits = 300
+        for obj in (acc, tagged):
+            state = inspect(obj)
+            mapper = state.mapper
+            keys = tuple(p.key for p in mapper.column_attrs)
+            shared = shared_value_keys(mapper)
+            got = measure_instance(state, state.dict, keys, (), shared).values
+            want = {
+                k: 0 if k in shared else value_bytes(state.dict[k]) for k in keys if k in state.dict
+            }
+            assert got == want
+            del state.dict[keys[-1]]  # absent (as if deferred): no entry
+            assert keys[-1] not in measure_instance(state, state.dict, keys, (), shared).values
+        session.rollback()
