@@ -17,6 +17,9 @@ import typing as t
 
 from .report import Report
 
+if t.TYPE_CHECKING:
+    from .replay import RequestSnapshot
+
 __all__ = ["HistoryStore", "MemoryHistory", "RequestProfile", "new_id"]
 
 
@@ -60,7 +63,9 @@ class RequestProfile:
     # The request itself, to replay it: see ``request_data``.
     _request_data: dict[str, t.Any] | None = dataclasses.field(default=None, repr=False)
     # Or, until read, the snapshot it is made from (``keep_request``).
-    _request_snapshot: t.Any = dataclasses.field(default=None, repr=False, compare=False)
+    _request_snapshot: RequestSnapshot | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
     # The totals, or how to take them (``set_pending``): see ``summary``.
     _summary: dict[str, int] | None = dataclasses.field(default=None, repr=False, compare=False)
     _summarise: t.Callable[[], dict[str, int]] | None = dataclasses.field(
@@ -95,8 +100,8 @@ class RequestProfile:
         self._request_snapshot = None
         self._request_data = value
 
-    def keep_request(self, snapshot: t.Any) -> None:
-        """Keep ``snapshot`` (a ``replay.RequestSnapshot``, or None: not kept)."""
+    def keep_request(self, snapshot: RequestSnapshot | None) -> None:
+        """Keep ``snapshot`` (None: the request was not kept)."""
         self._request_data = None
         self._request_snapshot = snapshot
 
