@@ -211,12 +211,16 @@ class _Classifier:
 
 
 _classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], _Classifier] = {}
-_last: list[t.Any] = [None, None, None]  # roots, extra_ignored, classifier of the last call
+# (roots, extra_ignored, classifier) of the last call: a profile passes the same
+# tuples every time. One tuple, replaced whole, so that a thread reading it
+# never sees one call's roots with another call's classifier.
+_last: tuple[t.Any, t.Any, t.Any] = (None, None, None)
 
 
 def _classifier(roots: tuple[str, ...], extra_ignored: tuple[str, ...]) -> _Classifier:
+    global _last
     last = _last
-    if roots is last[0] and extra_ignored is last[1]:  # a profile passes the same tuples
+    if roots is last[0] and extra_ignored is last[1]:
         return t.cast(_Classifier, last[2])
     key = (roots, extra_ignored)
     c = _classifiers.get(key)
@@ -224,7 +228,7 @@ def _classifier(roots: tuple[str, ...], extra_ignored: tuple[str, ...]) -> _Clas
         if len(_classifiers) > 64:
             _classifiers.clear()
         c = _classifiers[key] = _Classifier(roots, extra_ignored)
-    last[:] = [roots, extra_ignored, c]
+    _last = (roots, extra_ignored, c)
     return c
 
 

@@ -180,7 +180,7 @@ class ProfileRecord:
     # keys (tracking._mapper_keys)); the locations kept alive
     # (their ids are keys) until deactivate() settles the samplers
     samplers: dict[
-        tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord], QueryRecord, list[t.Any]]
+        tuple[t.Any, ...], tuple[EntityRecord, list[EntityRecord], QueryRecord, t.Any]
     ] = field(default_factory=dict)
     sampler_keepalive: list[t.Any] = field(default_factory=list)
     # failure site -> failures, in the order first seen (the report's errors)

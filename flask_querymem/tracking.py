@@ -329,14 +329,14 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
     shared = rec.samplers.get(site) if site is not None else None
     if shared is None:
         keys = _mapper_keys(state.manager.mapper)
-        sampler = EntityRecord(cls, warmup=0 if keys[4] else WARMUP_INSTANCES)
-        sampler.shared_keys = keys[2]
+        sampler = EntityRecord(cls, warmup=0 if keys.settled else WARMUP_INSTANCES)
+        sampler.shared_keys = keys.shared
         if site is not None:
             shared = rec.samplers[site] = (sampler, [], q, keys)
             rec.sampler_keepalive.append(q.location)
     else:
         sampler, keys = shared[0], shared[3]  # the mapper's keys (_mapper_keys)
-    column_keys, collection_keys = keys[0], keys[1]
+    column_keys, collection_keys = keys.columns, keys.collections
     # built with the sampler's lists (no lists of its own to allocate and drop:
     # an N+1 loop makes one record per execution, each one more object for the
     # garbage collector to scan)
@@ -366,30 +366,36 @@ def _new_entity(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) 
             if first is not q and q.sql and first.sql == q.sql and not q.reads and not q.uses:
                 q.reads, q.sites, q.uses = first.reads, first.sites, first.uses
                 q.reads_shared = first.reads_shared = True
-        if keys[3] != _instrumentation:  # once per class (until uninstall())
+        if keys.instrumented != _instrumentation:  # once per class (until uninstall())
             _instrument(state.manager.mapper)
-            keys[3] = _instrumentation
+            keys.instrumented = _instrumentation
         _note_class_query(cls, q)
     return ent
 
 
-# mapper -> [column keys, collection keys, memory.shared_value_keys, the
-# _instrumentation under which its class was instrumented (0: not yet), whether
-# a result of it got past its warm-up in this process]
-_mapper_key_cache: weakref.WeakKeyDictionary[t.Any, list[t.Any]] = weakref.WeakKeyDictionary()
+class _MapperKeys:
+    """What tracking needs of a mapper, computed once per mapper."""
+
+    __slots__ = ("columns", "collections", "shared", "instrumented", "settled")
+
+    def __init__(self, mapper: t.Any) -> None:
+        self.columns = tuple(p.key for p in mapper.column_attrs)
+        self.collections = tuple(r.key for r in mapper.relationships if r.uselist)
+        self.shared = shared_value_keys(mapper)  # memory.shared_value_keys
+        # the _instrumentation under which its class was instrumented (0: not yet)
+        self.instrumented = 0
+        # a result of it got past its warm-up in this process (record.WARMUP_INSTANCES)
+        self.settled = False
+
+
+_mapper_key_cache: weakref.WeakKeyDictionary[t.Any, _MapperKeys] = weakref.WeakKeyDictionary()
 _instrumentation = 1  # incremented by uninstall(), which undoes every instrumentation
 
 
-def _mapper_keys(mapper: t.Any) -> list[t.Any]:
+def _mapper_keys(mapper: t.Any) -> _MapperKeys:
     keys = _mapper_key_cache.get(mapper)
     if keys is None:
-        keys = _mapper_key_cache[mapper] = [
-            tuple(p.key for p in mapper.column_attrs),
-            tuple(r.key for r in mapper.relationships if r.uselist),
-            shared_value_keys(mapper),
-            0,
-            False,
-        ]
+        keys = _mapper_key_cache[mapper] = _MapperKeys(mapper)
     return keys
 
 
@@ -470,7 +476,7 @@ def _sample(ent: EntityRecord, state: t.Any) -> None:
     if sampler.warmup and sampler.count > sampler.warmup:
         # Past its warm-up: the class's instance dicts have settled in this
         # process, so its later results need none (record.WARMUP_INSTANCES).
-        _mapper_keys(state.manager.mapper)[4] = True
+        _mapper_keys(state.manager.mapper).settled = True
 
 
 def _count(q: QueryRecord, state: t.Any, stack: tuple[ProfileRecord, ...]) -> EntityRecord:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import typing as t
-from operator import methodcaller, mul
 
 import sqlalchemy as sa
 
@@ -52,18 +51,14 @@ def entity_size(ent: EntityRecord) -> EntitySize:
     weighted, warmup, later, total = parts
     keys = set().union(*(s.values for _, s in weighted), *(s.values for s in warmup))
     overhead = sum(w * s.overhead for w, s in weighted)
-    # The same sums as ``sum(w * s.values.get(k, 0) for w, s in weighted)``, in
-    # the same order (so the same floats), iterated in C: a 1,000-row result
-    # has ~100 samples of ~10 columns, summed when its profile ends.
-    weights = [w for w, _ in weighted]
-    values = [s.values for _, s in weighted]
-    warm_values = [s.values for s in warmup]
-    per_value = {}
-    for k in keys:
-        get = methodcaller("get", k, 0)
-        per_value[k] = (
-            later * sum(map(mul, weights, map(get, values))) + sum(map(get, warm_values))
-        ) / total
+    per_value = {
+        k: (
+            later * sum(w * s.values.get(k, 0) for w, s in weighted)
+            + sum(s.values.get(k, 0) for s in warmup)
+        )
+        / total
+        for k in keys
+    }
     return EntitySize(overhead + sum(per_value.values()), per_value)
 
 
