@@ -76,12 +76,18 @@ def count(config: str, shape: str, requests: int, url: str, scale: float) -> dic
     """In this process: warm the page up, then count bytecodes per function over
     ``requests`` requests (per request)."""
     worker = _warm_worker(config, shape, url, scale)
+    from flask_querymem import memory
+
+    measure_code = memory.measure_instance.__code__
     counts: collections.Counter[t.Any] = collections.Counter()
+    sized = [0]  # calls of memory.measure_instance: instances sized
 
     def tracer(frame: t.Any, event: str, arg: t.Any) -> t.Any:
         frame.f_trace_opcodes = True
         if event == "opcode":
             counts[frame.f_code] += 1
+        elif event == "call" and frame.f_code is measure_code:
+            sized[0] += 1
         return tracer
 
     sys.settrace(tracer)
@@ -95,6 +101,7 @@ def count(config: str, shape: str, requests: int, url: str, scale: float) -> dic
         per_function[_where(code)] += n
     return {
         "total": sum(counts.values()) / requests,
+        "sized": sized[0] / requests,
         "functions": {k: v / requests for k, v in per_function.items()},
     }
 
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{shape} [n={n}], per request over {requests}: B {b['total']:,.0f}, "
                 f"D {d['total']:,.0f}, added {added:,.0f} ({added / b['total']:+.1%}); "
-                f"in flask_querymem's own code {ours:,.0f}"
+                f"in flask_querymem's own code {ours:,.0f}; instances sized {d['sized']:g}"
             )
             top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[: args.top]
             print_table(["D - B", "function"], [(f"{v:,.0f}", k) for k, v in top])
