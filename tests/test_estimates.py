@@ -553,3 +553,13 @@ def test_measure_instance_values_are_value_bytes(db: sa.Engine, text: t.Optional
             del state.dict[keys[-1]]  # absent (as if deferred): no entry
             assert keys[-1] not in measure_instance(state, state.dict, keys, (), shared).values
         session.rollback()
+
+
+@pytest.mark.parametrize(
+    ("warmup", "sized"),
+    [(0, [5, 41, 96, 148, 201, 255]), (WARMUP_INSTANCES, [9, 47, 103, 156, 209, 263])],
+)
+def test_instances_sized_are_those_docs_estimates_md_lists(warmup: int, sized: list[int]) -> None:
+    """The "sized now" rows of docs/estimates.md, for 10 to 1,000,000 rows."""
+    rows = [10, 100, 1_000, 10_000, 100_000, 1_000_000]
+    assert [simulate(n, warmup)[1] for n in rows] == sized
