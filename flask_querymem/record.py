@@ -116,7 +116,7 @@ class EntityRecord:
 class QueryRecord:
     kind: str
     location: dict[str, t.Any] | None
-    qid: int = field(default_factory=lambda: next(_query_ids))
+    qid: int = field(default_factory=_query_ids.__next__)  # a C call, no frame per record
     style: str = "core"  # "query" (legacy Query), "select" (2.0 style), "scalars", "get", "core"
     shape: str = "none"  # "entity" (one full entity), "multi", "columns", "none"
     sql: str = ""
@@ -168,7 +168,7 @@ class ProfileRecord:
     ignore_modules: tuple[str, ...] = ()
     app_roots: tuple[str, ...] = ()
     min_suggest_bytes: int = 0
-    serial: int = field(default_factory=lambda: next(_serials))
+    serial: int = field(default_factory=_serials.__next__)
     queries: list[QueryRecord] = field(default_factory=list)
     by_qid: dict[int, QueryRecord] = field(default_factory=dict)
     # QueryContext.runid -> query whose loads carry it (None: not ours)
