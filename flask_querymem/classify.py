@@ -67,28 +67,28 @@ def caller_style(frame: t.Any = None) -> tuple[str | None, str, t.Any]:
     """
     if frame is None:
         frame = sys._getframe(1)
+    known = _frame_facts.get
     strict = True
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if not name.startswith("flask_querymem"):
+        facts = known(id(frame.f_code)) or _learn_frame(frame)
+        if facts[0] != _OURS:
             break
-        strict = strict and _strictly(name, "flask_querymem")
+        strict = strict and facts[1]
         frame = frame.f_back
     entry = ""
     style: str | None = None
     glet: t.Any = None
     while True:
         while frame is not None:
-            name = frame.f_globals.get("__name__", "")
-            if name.startswith("sqlalchemy"):
-                co_name = frame.f_code.co_name
-                if co_name in compat.GET_FRAME_NAMES:
+            where, exact, get, entry_name = known(id(frame.f_code)) or _learn_frame(frame)
+            if where == _SQLALCHEMY:
+                if get:
                     style = "get"
-                if co_name in _ENTRY_POINTS:
-                    entry = co_name
-                if strict and not _strictly(name, "sqlalchemy"):
+                if entry_name:
+                    entry = entry_name
+                if strict and not exact:
                     strict = False
-            elif name.startswith("flask_sqlalchemy"):
+            elif where == _FLASK_SQLALCHEMY:
                 return style or "scalars", entry, frame if strict else None
             else:
                 return style, entry, frame if strict else None
@@ -104,6 +104,42 @@ def caller_style(frame: t.Any = None) -> tuple[str | None, str, t.Any]:
         glet, frame = greenlet_parent_frame(glet)
         if frame is None:
             return style, entry, None
+
+
+_OURS, _SQLALCHEMY, _FLASK_SQLALCHEMY, _OTHER = range(4)
+
+#: id(code) -> what caller_style needs of a frame running it: (whose module:
+#: _OURS, _SQLALCHEMY, ...; the package itself and not a look-alike name such
+#: as ``sqlalchemy_utils``; a ``get()`` frame; the entry-point name or "").
+#: A code object runs in one module, so this is decided once per code object
+#: (``_frame_codes`` keeps them alive: an id is never reused while a key).
+_frame_facts: dict[int, tuple[int, bool, bool, str]] = {}
+_frame_codes: list[t.Any] = []
+
+
+def _learn_frame(frame: t.Any) -> tuple[int, bool, bool, str]:
+    code = frame.f_code
+    name = str(frame.f_globals.get("__name__", ""))
+    if name.startswith("flask_querymem"):
+        facts = (_OURS, _strictly(name, "flask_querymem"), False, "")
+    elif name.startswith("sqlalchemy"):
+        co_name = code.co_name
+        facts = (
+            _SQLALCHEMY,
+            _strictly(name, "sqlalchemy"),
+            co_name in compat.GET_FRAME_NAMES,
+            co_name if co_name in _ENTRY_POINTS else "",
+        )
+    elif name.startswith("flask_sqlalchemy"):
+        facts = (_FLASK_SQLALCHEMY, False, False, "")
+    else:
+        facts = (_OTHER, False, False, "")
+    if len(_frame_facts) > 20000:  # bounded: code made on the fly (exec, templates)
+        _frame_facts.clear()
+        _frame_codes.clear()
+    _frame_facts[id(code)] = facts
+    _frame_codes.append(code)
+    return facts
 
 
 def statement_kind(orm_state: t.Any) -> str:
