@@ -26,6 +26,12 @@ the rest is the memory system: cache misses, not work.
     python benchmarks/bytecodes.py --shape nplus1 --requests 2 --top 40
     python benchmarks/bytecodes.py --toolbar default
     python benchmarks/bytecodes.py --cachegrind --shape items1k --shape items10k
+    python benchmarks/bytecodes.py --cachegrind --floor --shape items10k
+
+``--floor`` also counts B with no-op stand-ins for
+what any design of the panel needs: a listener on each event flask-querymem
+listens to, and a panel in the toolbar (``_floor.py``). What they add is the
+part of D - B that no change to flask-querymem's own code can remove.
 """
 
 from __future__ import annotations
@@ -58,9 +64,21 @@ def _where(code: t.Any) -> str:
 
 
 def _warm_worker(config: str, shape: str, url: str, scale: float) -> t.Any:
+    """shapes.py's worker for ``config``; ``B:lean+hooks+panel`` is B with the
+    ``--floor`` stand-ins (_floor.py): no-op listeners, a no-op panel."""
     import shapes
 
-    worker = shapes.Worker(config, url, shapes.sizes_for(scale, 1000))
+    base, *extras = config.split("+")
+    if "hooks" in extras:
+        import _floor
+
+        _floor.install_noop_listeners()
+    worker = shapes.Worker(base, url, shapes.sizes_for(scale, 1000))
+    if "panel" in extras:
+        import _floor
+
+        app = worker.app_for(shape)[0]
+        app.config["DEBUG_TB_PANELS"] = [*app.config["DEBUG_TB_PANELS"], _floor.NOOP_PANEL]
     for _ in range(5):
         worker.request(shape)
     return worker
@@ -139,11 +157,26 @@ def report_cachegrind(
 ) -> list[str]:
     summary = []
     rows = []
+    floor_rows = []
     for shape in shapes_:
         n = sizes[shape]
-        requests = args.requests or max(1, min(4, 2_000 // max(n, 1)))
+        # enough requests that a garbage collection falling in one run and not
+        # the other moves the figure by ~1%, not ~5%
+        requests = args.requests or max(1, min(40, 20_000 // max(n, 1)))
         b = cachegrind(f"B:{args.toolbar}", shape, requests, url, args.scale)
         d = cachegrind(f"D:{args.toolbar}", shape, requests, url, args.scale)
+        if args.floor:
+            for extra in ("hooks", "panel", "hooks+panel"):
+                f = cachegrind(f"B:{args.toolbar}+{extra}", shape, requests, url, args.scale)
+                floor_rows.append(
+                    (
+                        shape,
+                        f"B + {extra.replace('+', ' + ')}",
+                        f"{f['Ir']:,.0f}",
+                        f"{f['Ir'] / b['Ir']:.3f}",
+                        f"{(f['Ir'] - b['Ir']) / max(d['Ir'] - b['Ir'], 1):.0%}",
+                    )
+                )
         l1 = ("I1mr", "D1mr", "D1mw")
         for name, x, y in (
             ("instructions", b["Ir"], d["Ir"]),
@@ -168,6 +201,13 @@ def report_cachegrind(
     print()
     print("per request (valgrind cachegrind, simulated caches):")
     print_table(["page", "count", "B", "D", "D/B"], rows)
+    if floor_rows:
+        print()
+        print(
+            "the floor: B with no-op stand-ins for what any design of the panel needs "
+            "(_floor.py), instructions per request"
+        )
+        print_table(["page", "configuration", "instructions", "x B", "share of D - B"], floor_rows)
     return summary
 
 
@@ -198,6 +238,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cachegrind",
         action="store_true",
         help="count instructions and cache misses under valgrind instead of bytecodes",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also count B with no-op listeners and a no-op panel (_floor.py)",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--no-trace", action="store_true", help=argparse.SUPPRESS)
@@ -251,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[: args.top]
             print_table(["D - B", "function"], [(f"{v:,.0f}", k) for k, v in top])
+            for extra in ("hooks", "panel", "hooks+panel") if args.floor else ():
+                f = run_worker(f"B:{args.toolbar}+{extra}", shape, requests, url, args.scale)
+                print(
+                    f"  floor: B + {extra.replace('+', ' + ')} {f['total']:,.0f} "
+                    f"({f['total'] / b['total'] - 1:+.1%}; "
+                    f"{(f['total'] - b['total']) / max(added, 1):.0%} of D - B)"
+                )
             summary.append(f"{shape} {added / b['total']:+.1%}")
     finally:
         shapes.drop(url)

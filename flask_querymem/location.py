@@ -356,7 +356,7 @@ def find_location(
         classifier: _Classifier = last[2]
     else:
         classifier = _classifier(roots or default_roots(), extra_ignored)
-    kinds = classifier.kinds
+    kind_of = classifier.kinds.get  # bound once: the loop below runs for every frame
     frame: FrameType | None = start or sys._getframe(1)
     found: list[tuple[FrameType, int]] = []
     outside: list[tuple[FrameType, int]] = []
@@ -364,7 +364,7 @@ def find_location(
     glet: t.Any = None
     while frame is not None:
         while frame is not None:
-            kind = kinds.get(id(frame.f_code))
+            kind = kind_of(id(frame.f_code))
             if kind is None:
                 kind = classifier.classify(frame)
             if kind:

@@ -8,6 +8,7 @@ exit code 0 and prints its summary line. Always on SQLite in a temporary folder.
 from __future__ import annotations
 
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -20,7 +21,9 @@ CASES = {
     "accuracy": ["--rows", "200"],
     "overhead": ["--sizes", "50,100", "--rounds", "1", "--min-seconds", "0"],
     "hotpaths": ["--rows", "200", "--repeat", "1"],
-    "bytecodes": ["--shape", "items10", "--shape", "jsonapi", "--requests", "1", "--top", "3"],
+    "bytecodes": [
+        *("--shape", "items10", "--shape", "jsonapi", "--requests", "1", "--top", "3", "--floor")
+    ],
     "shapes": ["--quick", "--memory", "--scale", "0.01", "--overhead-size", "200", "--rounds", "1"],
 }
 # every page shape of shapes.py: each must get a row in its results table
@@ -62,6 +65,28 @@ def test_benchmark_runs_on_tiny_sizes(script: str, tmp_path: pathlib.Path) -> No
         assert marker not in proc.stderr, proc.stderr[-3000:]
     if script == "shapes":
         check_shapes_output(lines)
+    if script == "bytecodes":
+        check_bytecodes_floor(lines)
+
+
+def check_bytecodes_floor(lines: list[str]) -> None:
+    """bytecodes.py --floor: per page, the no-op stand-ins add bytecodes to B,
+    each less than the panel itself adds, and both together the most."""
+    pages = [x for x in lines if re.match(r"(items10|jsonapi) \[n=", x)]
+    assert len(pages) == 2, lines
+    for page in pages:
+        b, d = (int(m.replace(",", "")) for m in re.findall(r" [BD] ([\d,]+)", page))
+        start = lines.index(page)
+        floors = {}
+        for x in lines[start:]:
+            m = re.match(r"  floor: B \+ (.+?) ([\d,]+) \(", x)
+            if m:
+                floors[m.group(1)] = int(m.group(2).replace(",", ""))
+            if len(floors) == 3:
+                break
+        assert set(floors) == {"hooks", "panel", "hooks + panel"}, lines[start:]
+        assert b < floors["hooks"] < floors["hooks + panel"] < d, (page, floors)
+        assert b < floors["panel"] < floors["hooks + panel"], (page, floors)
 
 
 def check_shapes_output(lines: list[str]) -> None:
