@@ -21,7 +21,9 @@ of time as the others'.
   and reading two of the child's columns: per lazy load (the statement
   listeners, the first loaded instance of each execution) and per read of an
   instance that one of those executions loaded (executions of one statement
-  from one place record a read site once).
+  from one place record a read site once);
+* sizing: ``memory.measure_instance`` of a loaded ``Item``, the work done for
+  each instance the sampler sizes.
 
     python benchmarks/hotpaths.py
     python benchmarks/hotpaths.py --rows 50000 --repeat 21
@@ -281,6 +283,31 @@ def instrumentation_bytes(columns: int = 30) -> float:
     return added / len(manager)
 
 
+def sizing_us(session: Session, repeat: int) -> float:
+    """Time to size one loaded ``Item`` (``memory.measure_instance``, what the
+    sampler does for each sampled instance), fastest of ``repeat`` runs."""
+    from flask_querymem import memory
+
+    items = session.scalars(sa.select(ItemPlain).limit(100)).all()
+    states = [sa.inspect(item) for item in items]
+    mapper = states[0].mapper
+    keys = tuple(p.key for p in mapper.column_attrs)
+    shared = memory.shared_value_keys(mapper)
+    measure = memory.measure_instance
+    best = float("inf")
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                for st in states:
+                    measure(st, st.dict, keys, (), shared)
+            best = min(best, (time.perf_counter() - t0) / (20 * len(states)))
+    finally:
+        gc.enable()
+    return best * 1e6
+
+
 def bench(engine: sa.Engine, rows: int, repeat: int) -> dict[str, float]:
     """Fastest time of each measurement, in seconds."""
     with Session(engine) as session:
@@ -292,6 +319,7 @@ def bench(engine: sa.Engine, rows: int, repeat: int) -> dict[str, float]:
             b.run_reads(plain)
             b.run_profiles()
             b.run_lazy()
+        b.best["sizing"] = sizing_us(session, 3 * repeat) / 1e6
     tracking.uninstall()
     return b.best
 
@@ -390,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"instrumentation, once per process: {instrumentation_bytes():,.0f} bytes per tracked "
         "column (tracemalloc; a 30-column model's descriptors)"
+    )
+    print(
+        f"sizing, per sampled instance: {best['sizing'] * us:.2f} us "
+        "(memory.measure_instance of a 9-column Item)"
     )
     print(
         f"summary: while profiling, +{load_added:.2f} us per loaded entity, "
