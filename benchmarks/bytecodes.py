@@ -69,14 +69,12 @@ def _warm_worker(config: str, shape: str, url: str, scale: float) -> t.Any:
     import shapes
 
     base, *extras = config.split("+")
-    if "hooks" in extras:
+    if extras:  # only then: B and D import nothing more than in shapes.py
         import _floor
-
+    if "hooks" in extras:
         _floor.install_noop_listeners()
     worker = shapes.Worker(base, url, shapes.sizes_for(scale, 1000))
     if "panel" in extras:
-        import _floor
-
         app = worker.app_for(shape)[0]
         app.config["DEBUG_TB_PANELS"] = [*app.config["DEBUG_TB_PANELS"], _floor.NOOP_PANEL]
     for _ in range(5):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import UserDefinedOption
 
 from . import _sa_compat as compat
-from .location import greenlet_parent_frame
+from .location import CodeMemo, greenlet_parent_frame
 
 #: SQLAlchemy entry points the application calls (the outermost one is kept): how each
 #: hands entities back matters for what can replace them.
@@ -67,7 +67,7 @@ def caller_style(frame: t.Any = None) -> tuple[str | None, str, t.Any]:
     """
     if frame is None:
         frame = sys._getframe(1)
-    known = _frame_facts.get
+    known = _frame_facts.facts.get
     strict = True
     while frame is not None:
         facts = known(id(frame.f_code)) or _learn_frame(frame)
@@ -108,13 +108,11 @@ def caller_style(frame: t.Any = None) -> tuple[str | None, str, t.Any]:
 
 _OURS, _SQLALCHEMY, _FLASK_SQLALCHEMY, _OTHER = range(4)
 
-#: id(code) -> what caller_style needs of a frame running it: (whose module:
+#: What caller_style needs of a frame running each code object: (whose module:
 #: _OURS, _SQLALCHEMY, ...; the package itself and not a look-alike name such
 #: as ``sqlalchemy_utils``; a ``get()`` frame; the entry-point name or "").
-#: A code object runs in one module, so this is decided once per code object
-#: (``_frame_codes`` keeps them alive: an id is never reused while a key).
-_frame_facts: dict[int, tuple[int, bool, bool, str]] = {}
-_frame_codes: list[t.Any] = []
+#: A code object runs in one module, so this is decided once per code object.
+_frame_facts: CodeMemo[tuple[int, bool, bool, str]] = CodeMemo()
 
 
 def _learn_frame(frame: t.Any) -> tuple[int, bool, bool, str]:
@@ -134,12 +132,7 @@ def _learn_frame(frame: t.Any) -> tuple[int, bool, bool, str]:
         facts = (_FLASK_SQLALCHEMY, False, False, "")
     else:
         facts = (_OTHER, False, False, "")
-    if len(_frame_facts) > 20000:  # bounded: code made on the fly (exec, templates)
-        _frame_facts.clear()
-        _frame_codes.clear()
-    _frame_facts[id(code)] = facts
-    _frame_codes.append(code)
-    return facts
+    return _frame_facts.remember(code, facts)
 
 
 def statement_kind(orm_state: t.Any) -> str:

@@ -158,6 +158,36 @@ def _path_kind(filename: str, roots: tuple[str, ...]) -> int:
     return _LIB if is_lib else _OUTSIDE
 
 
+V = t.TypeVar("V")
+
+
+class CodeMemo(t.Generic[V]):
+    """Facts decided once per code object (what kind of frame runs it, whose
+    module it is), for the stack walks that run on every statement and read.
+
+    Keyed by ``id(code)``: hashing a large code object costs up to ~0.8 us
+    (its constants are hashed anew each time), an id ~50 ns. The memo keeps the
+    code objects alive, so an id cannot be reused while it is a key; bounded,
+    so that code compiled on the fly (``exec``, templates) does not pile up.
+    Hot loops bind ``memo.facts.get`` once and call :meth:`remember` on a miss.
+    """
+
+    __slots__ = ("facts", "_codes")
+    LIMIT = 20000
+
+    def __init__(self) -> None:
+        self.facts: dict[int, V] = {}
+        self._codes: list[CodeType] = []
+
+    def remember(self, code: CodeType, value: V) -> V:
+        if len(self.facts) > self.LIMIT:
+            self.facts.clear()
+            self._codes.clear()
+        self.facts[id(code)] = value
+        self._codes.append(code)
+        return value
+
+
 def _ignored(name: str, prefixes: tuple[str, ...]) -> bool:
     for p in prefixes:
         if name == p or name.startswith(p + "."):
@@ -166,13 +196,9 @@ def _ignored(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 class _Classifier:
-    """Per-code-object decisions for one (roots, extra_ignored) pair.
+    """Per-code-object decisions for one (roots, extra_ignored) pair (``kinds``)."""
 
-    ``kinds`` is keyed by ``id(code)``: hashing a large code object costs up
-    to ~0.8 us (its constants are hashed anew each time), an id ~50 ns.
-    ``codes`` keeps those code objects alive, so an id cannot be reused."""
-
-    __slots__ = ("roots", "prefixes", "kinds", "codes")
+    __slots__ = ("roots", "prefixes", "kinds")
 
     def __init__(self, roots: tuple[str, ...], extra_ignored: tuple[str, ...]) -> None:
         normed: list[str] = []
@@ -183,8 +209,7 @@ class _Classifier:
             normed.append(_norm(os.path.realpath(r)))
         self.roots = tuple(dict.fromkeys(normed))
         self.prefixes = DEFAULT_IGNORED + tuple(extra_ignored)
-        self.kinds: dict[int, int] = {}
-        self.codes: list[CodeType] = []
+        self.kinds: CodeMemo[int] = CodeMemo()
 
     def classify(self, frame: FrameType) -> int:
         code = frame.f_code
@@ -201,13 +226,7 @@ class _Classifier:
             kind = _STOP if wsgi_app else _LIB
         else:
             kind = _path_kind(code.co_filename, self.roots)
-        kinds = self.kinds
-        if len(kinds) > 20000:  # code objects compiled on the fly must not pile up
-            kinds.clear()
-            self.codes.clear()
-        kinds[id(code)] = kind
-        self.codes.append(code)
-        return kind
+        return self.kinds.remember(code, kind)
 
 
 _classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], _Classifier] = {}
@@ -356,7 +375,7 @@ def find_location(
         classifier: _Classifier = last[2]
     else:
         classifier = _classifier(roots or default_roots(), extra_ignored)
-    kind_of = classifier.kinds.get  # bound once: the loop below runs for every frame
+    kind_of = classifier.kinds.facts.get  # bound once: the loop below runs for every frame
     frame: FrameType | None = start or sys._getframe(1)
     found: list[tuple[FrameType, int]] = []
     outside: list[tuple[FrameType, int]] = []
@@ -426,14 +445,13 @@ _PHASES = {
 
 
 #: id(code) -> (Flask phase or None, library package or None, stdlib package or
-#: None); _describe_keep keeps the code objects alive (their ids are the keys)
-_describe_codes: dict[int, tuple[str | None, str | None, str | None]] = {}
-_describe_keep: list[CodeType] = []
+#: None)
+_describe_codes: CodeMemo[tuple[str | None, str | None, str | None]] = CodeMemo()
 
 
 def _describe_code(f: FrameType) -> tuple[str | None, str | None, str | None]:
     code = f.f_code
-    known = _describe_codes.get(id(code))
+    known = _describe_codes.facts.get(id(code))
     if known is not None:
         return known
     name = str(f.f_globals.get("__name__") or "")
@@ -447,11 +465,7 @@ def _describe_code(f: FrameType) -> tuple[str | None, str | None, str | None]:
             stdlib = top
         else:
             library = top
-    if len(_describe_codes) > 20000:
-        _describe_codes.clear()
-        _describe_keep.clear()
-    known = _describe_codes[id(code)] = (phase, library, stdlib)
-    _describe_keep.append(code)
+    known = _describe_codes.remember(code, (phase, library, stdlib))
     return known
 
 

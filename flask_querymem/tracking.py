@@ -37,7 +37,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from . import _sa_compat as compat
 from . import attributes, classify, object_uses
-from .location import find_location, is_library_path
+from .location import CodeMemo, find_location, is_library_path
 from .memory import InstanceSize, measure_instance, shared_value_keys
 from .record import WARMUP_INSTANCES, EntityRecord, ProfileRecord, QueryRecord
 
@@ -599,15 +599,13 @@ def _on_refresh(state: t.Any, context: t.Any, attrs: t.Any) -> None:
 # --- attribute reads and writes (per read: keep it minimal) --------------------
 
 
-# id(code) -> "template" | "library" | "app" for _site_chain, and the code
-# objects themselves (so an id is never reused while it is a key)
-_chain_kinds: dict[int, str] = {}
-_chain_codes: list[t.Any] = []
+# "template" | "library" | "app" of each code object, for _site_chain
+_chain_kinds: CodeMemo[str] = CodeMemo()
 
 
 def _chain_kind(frame: t.Any) -> str:
     code = frame.f_code
-    kind = _chain_kinds.get(id(code))
+    kind = _chain_kinds.facts.get(id(code))
     if kind is None:
         if "__jinja_template__" in frame.f_globals:
             kind = "template"
@@ -617,11 +615,7 @@ def _chain_kind(frame: t.Any) -> str:
             kind = "library"
         else:
             kind = "app"
-        if len(_chain_kinds) > 20000:
-            _chain_kinds.clear()
-            _chain_codes.clear()
-        _chain_kinds[id(code)] = kind
-        _chain_codes.append(code)
+        _chain_kinds.remember(code, kind)
     return kind
 
 
